@@ -1,0 +1,96 @@
+"""Frozen option objects, validated at construction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import OBO_ERROR_CODES
+
+__all__ = ["OBOApplication", "normalize_applications"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OBOApplication:
+    """A named downstream API: the scopes to request from Entra ID for it.
+
+    Example::
+
+        OBOApplication(scope=["https://graph.microsoft.com/.default"])
+
+    The plain dict ``{"scope": [...]}`` is accepted wherever this is.
+    """
+
+    scope: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        raw: Any = self.scope
+        if isinstance(raw, str):
+            raise TypeError(
+                "scope must be a list of strings, e.g. scope=['api://<app-id>/.default'], "
+                "not a single string"
+            )
+        if not isinstance(raw, Iterable):
+            raise TypeError(f"scope must be a list of strings, got {type(raw).__name__}")
+        scopes = tuple(raw)
+        for item in scopes:
+            if not isinstance(item, str):
+                raise TypeError(f"every scope must be a string, got {type(item).__name__}")
+            if not item.strip() or any(c.isspace() for c in item):
+                raise ValueError(
+                    f"scope {item!r} is empty or contains white space; "
+                    "give each scope as its own list item"
+                )
+        if not scopes:
+            raise ValueError(OBO_ERROR_CODES["MISSING_APPLICATION_SCOPE"].message)
+        object.__setattr__(self, "scope", scopes)
+
+
+def normalize_applications(applications: Any) -> Mapping[str, OBOApplication]:
+    """Validate the ``applications`` option into ``{name: OBOApplication}``.
+
+    Raises TypeError / ValueError with a message that says what to write instead.
+    """
+    if not isinstance(applications, Mapping):
+        raise TypeError(
+            "applications must be a dict such as "
+            "{'graph': {'scope': ['https://graph.microsoft.com/.default']}}"
+        )
+    if not applications:
+        raise ValueError("applications is empty: configure at least one downstream application")
+    result: dict[str, OBOApplication] = {}
+    for name, value in applications.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(
+                f"application name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if isinstance(value, OBOApplication):
+            app = value
+        elif isinstance(value, Mapping):
+            unknown = set(value) - {"scope"}
+            if unknown:
+                raise ValueError(
+                    f"application {name!r} has unknown option(s) {sorted(unknown)}; "
+                    "only 'scope' is supported"
+                )
+            if "scope" not in value or not value["scope"]:
+                raise ValueError(
+                    f"{OBO_ERROR_CODES['MISSING_APPLICATION_SCOPE'].message}: application "
+                    f"{name!r} needs a non-empty 'scope' list (MISSING_APPLICATION_SCOPE)"
+                )
+            try:
+                app = OBOApplication(scope=value["scope"])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"application {name!r}: {exc}") from None
+        else:
+            raise TypeError(
+                f"application {name!r} must be a dict {{'scope': [...]}} or an OBOApplication, "
+                f"got {type(value).__name__}"
+            )
+        result[name] = app
+    return result
