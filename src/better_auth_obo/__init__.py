@@ -1,8 +1,50 @@
-"""Microsoft Entra ID On-Behalf-Of token exchange for better-auth-server."""
+"""Microsoft Entra ID On-Behalf-Of token exchange for better-auth-server.
+
+Example::
+
+    from better_auth_obo import OBOPlugin
+
+    obo = OBOPlugin(applications={"graph": {"scope": ["https://graph.microsoft.com/.default"]}})
+    auth = BetterAuth(..., social_providers={"microsoft": {...}}, plugins=[obo])
+    account = await obo.get_obo_token(user_id=user_id, application_name="graph")
+"""
 
 from __future__ import annotations
 
 from ._config import OBOApplication
-from ._errors import OBO_ERROR_CODES, ErrorCode
+from ._errors import (
+    OBO_ERROR_CODES,
+    AccountNotFoundError,
+    ConfigurationError,
+    ConsentRequiredError,
+    EntraError,
+    EntraUnavailableError,
+    ErrorCode,
+    InteractionRequiredError,
+    InvalidAssertionError,
+    OBOConfigurationWarning,
+    OBOError,
+    ReauthenticationRequiredError,
+    UnknownApplicationError,
+)
+from ._plugin import OBOPlugin
+from ._store import OBOAccount
 
-__all__ = ["OBO_ERROR_CODES", "ErrorCode", "OBOApplication"]
+__all__ = [
+    "OBO_ERROR_CODES",
+    "AccountNotFoundError",
+    "ConfigurationError",
+    "ConsentRequiredError",
+    "EntraError",
+    "EntraUnavailableError",
+    "ErrorCode",
+    "InteractionRequiredError",
+    "InvalidAssertionError",
+    "OBOAccount",
+    "OBOApplication",
+    "OBOConfigurationWarning",
+    "OBOError",
+    "OBOPlugin",
+    "ReauthenticationRequiredError",
+    "UnknownApplicationError",
+]

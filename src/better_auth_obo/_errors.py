@@ -35,6 +35,7 @@ __all__ = [
     "ErrorCode",
     "InteractionRequiredError",
     "InvalidAssertionError",
+    "OBOConfigurationWarning",
     "OBOError",
     "ReauthenticationRequiredError",
     "UnknownApplicationError",
@@ -81,6 +82,10 @@ OBO_ERROR_CODES: Mapping[str, ErrorCode] = _table(
         "The Microsoft provider is missing or has no client credentials",
     ),
 )
+
+
+class OBOConfigurationWarning(UserWarning):
+    """Issued at start-up for a configuration that will make OBO fail or misbehave."""
 
 
 class OBOError(Exception):

@@ -1,0 +1,49 @@
+"""One OS process of the cross-process test: its own BetterAuth and OBOPlugin on a shared DB.
+
+Usage: python -m tests._worker '<json: url, users, applications, start_at>'
+Prints one JSON line: the number of exchanges this process made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from better_auth import BetterAuth
+from better_auth.adapters.sqlalchemy import SQLAlchemyAdapter
+from sqlalchemy.ext.asyncio import create_async_engine
+from tests._fakes import WireEntra, provider
+from tests.conftest import SECRET
+
+from better_auth_obo import OBOPlugin
+
+
+async def main(spec: dict[str, object]) -> None:
+    engine = create_async_engine(str(spec["url"]), pool_size=20, max_overflow=20)
+    wire = WireEntra(delay=0.05)
+    applications = {name: {"scope": [f"api://{name}/.default"]} for name in spec["applications"]}  # type: ignore[attr-defined]
+    plugin = OBOPlugin(applications=applications)
+    BetterAuth(
+        secret=SECRET,
+        adapter=SQLAlchemyAdapter(engine),
+        social_providers={"microsoft": provider()},
+        plugins=[plugin],
+        http_client=wire.client(),
+    )
+    await asyncio.sleep(max(0.0, float(spec["start_at"]) - time.time()))  # type: ignore[arg-type]
+    await asyncio.gather(
+        *(
+            plugin.get_obo_token(user_id=user, application_name=app)
+            for user in spec["users"]  # type: ignore[attr-defined]
+            for app in applications
+            for _ in range(5)
+        )
+    )
+    await engine.dispose()
+    print(json.dumps({"exchanges": len(wire.exchanges)}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))

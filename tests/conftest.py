@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from better_auth import BetterAuth, MemoryAdapter
+from better_auth.adapters.base import BaseAdapter
+from tests._databases import BACKENDS, Server, session_database
+
+SECRET = "test-secret-" + "x" * 32
+TABLES = ("session", "account", "verification", "user")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    yield from session_database("postgres")
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[Server]:
+    yield from session_database("mariadb")
+
+
+def _backend_params() -> list[Any]:
+    marks = {"postgres": [pytest.mark.postgres], "mariadb": [pytest.mark.mariadb]}
+    return [pytest.param(kind, marks=marks.get(kind, []), id=kind) for kind in BACKENDS]
+
+
+@dataclass
+class Database:
+    """One backend for one test: makes adapters on a clean set of tables."""
+
+    kind: str
+    url: str | None
+    engines: list[Any] = field(default_factory=list)
+
+    def adapter(self) -> BaseAdapter:
+        if self.url is None:
+            return MemoryAdapter()
+        from better_auth.adapters.sqlalchemy import SQLAlchemyAdapter
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
+        self.engines.append(engine)
+        return SQLAlchemyAdapter(engine)
+
+    async def prepare(self, auth: BetterAuth) -> None:
+        create_tables = getattr(auth.adapter, "create_tables", None)
+        if create_tables is not None:
+            await create_tables()
+        for table in TABLES:
+            await auth.adapter.delete_many(table, [])
+
+    async def close(self) -> None:
+        for engine in self.engines:
+            await engine.dispose()
+
+
+@pytest.fixture(params=_backend_params())
+async def database(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Database]:
+    async for db in _database(request, request.param, tmp_path):
+        yield db
+
+
+@pytest.fixture(params=[p for p in _backend_params() if p.values[0] in ("postgres", "mariadb")])
+async def server_database(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Database]:
+    """A database on a real server, shared by several processes."""
+    async for db in _database(request, request.param, tmp_path):
+        yield db
+
+
+async def _database(
+    request: pytest.FixtureRequest, kind: str, tmp_path: Any
+) -> AsyncIterator[Database]:
+    if kind == "memory":
+        db = Database(kind, None)
+    elif kind == "sqlite":
+        db = Database(kind, f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}")
+    else:
+        server: Server = request.getfixturevalue(f"{kind}_server")
+        db = Database(kind, server.url)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+MakeAuth = Callable[..., Awaitable[BetterAuth]]
+
+
+@pytest.fixture
+def make_auth(request: pytest.FixtureRequest) -> MakeAuth:
+    """Build a BetterAuth on this test's database, tables created and empty."""
+    name = "server_database" if "server_database" in request.fixturenames else "database"
+    database: Database = request.getfixturevalue(name)
+
+    async def make(*, clean: bool = True, **options: Any) -> BetterAuth:
+        options.setdefault("secret", SECRET)
+        options.setdefault("base_url", "http://testserver")
+        options.setdefault("adapter", database.adapter())
+        auth = BetterAuth(**options)
+        if clean:
+            await database.prepare(auth)
+        return auth
+
+    return make

@@ -1,0 +1,10 @@
+import better_auth_obo
+
+
+def test_all_is_sorted_and_complete() -> None:
+    exported = better_auth_obo.__all__
+    # ruff's RUF022 order: constants, then classes, then the rest, each alphabetical
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    public = {name for name in vars(better_auth_obo) if not name.startswith("_")}
+    public -= {"annotations"}
+    assert set(exported) == public
