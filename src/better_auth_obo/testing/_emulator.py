@@ -1,0 +1,433 @@
+"""``EntraEmulator``: the public face of the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType, TracebackType
+
+from ._faults import Faults
+from ._keys import KeySet
+from ._models import App, Tenant, TokenRequest, User
+from ._scopes import GRAPH, Resource, find_resource, resource_of_app
+from ._server import ServerThread, build_app
+from ._state import ADMIN, Directory
+from ._tokens import Grant, TokenIssuer
+from ._wire import GRAPH_RESOURCE, new_guid, opaque
+
+__all__ = ["EntraEmulator"]
+
+Audience = App | str
+
+
+class EntraEmulator:
+    """A local Microsoft Entra ID (v2.0 endpoints) on 127.0.0.1, with TLS.
+
+    Example::
+
+        with EntraEmulator() as entra:
+            api = entra.register_app("middle-tier", scopes=["access_as_user"])
+            entra.grant_consent(api, "https://graph.microsoft.com/User.Read")
+            user = entra.add_user("Ada Lovelace", "ada@contoso.example")
+            assertion = entra.issue_token(user, audience=api, scopes=["access_as_user"])
+            # POST entra.token_endpoint() with the OBO grant, trusting entra.ca_file
+
+    Use it from sync code (``with``) or inside a running event loop (``async with``):
+    the server runs in its own thread, and every other method is a quick call.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: bool = True,
+        tenant_id: str | None = None,
+        tenant_domain: str = "contoso.onmicrosoft.com",
+        auto_sign_in: bool = False,
+        token_lifetime: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if token_lifetime <= 0:
+            raise ValueError("token_lifetime must be positive")
+        self._tls = tls
+        self._auto_any = auto_sign_in
+        self._token_lifetime = token_lifetime
+        self._directory = Directory(
+            clock=clock, tenant_id=tenant_id or new_guid(), domain=tenant_domain
+        )
+        self._directory.auto_any = auto_sign_in
+        self._keys = KeySet()
+        self.faults = Faults()
+        self._server: ServerThread | None = None
+        self._issuer: TokenIssuer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> EntraEmulator:
+        """Bind an ephemeral port and serve; returns once the server accepts connections."""
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        server = ServerThread(tls=self._tls)
+        self._issuer = TokenIssuer(
+            authority=server.url,
+            keys=self._keys,
+            directory=self._directory,
+            default_lifetime=lambda: self._token_lifetime,
+        )
+        server.start(build_app(self._issuer, self.faults))
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down and remove its certificate files."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def __enter__(self) -> EntraEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EntraEmulator:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def reset(self) -> None:
+        """Back to a fresh state (same server, tenant id and CA): no apps, users, consent,
+        policies, faults, log, rotated keys or auto sign-in beyond the constructor's."""
+        self._directory.reset()
+        self._directory.auto_any = self._auto_any
+        self._keys.reset()
+        self.faults.clear()
+
+    def __repr__(self) -> str:
+        where = self._server.url if self._server else "stopped"
+        return f"<EntraEmulator {where} tenant_id={self.tenant_id!r}>"
+
+    # -- where things are --------------------------------------------------------------------
+    @property
+    def _running(self) -> tuple[ServerThread, TokenIssuer]:
+        if self._server is None or self._issuer is None:
+            raise RuntimeError("the emulator is not running: use `with EntraEmulator() as entra:`")
+        return self._server, self._issuer
+
+    @property
+    def authority(self) -> str:
+        """``https://127.0.0.1:PORT``: the Microsoft provider's / MSAL's authority host."""
+        return self._running[0].url
+
+    @property
+    def tenant(self) -> Tenant:
+        return self._directory.default_tenant
+
+    @property
+    def tenant_id(self) -> str:
+        return self._directory.default_tenant.tenant_id
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the PEM of the CA that signed the server certificate."""
+        ca_file = self._running[0].ca_file
+        if ca_file is None:
+            raise RuntimeError("this emulator serves plain http (tls=False): no CA")
+        return ca_file
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """An SSL context trusting the emulator, e.g. ``httpx.AsyncClient(verify=...)``."""
+        context = ssl.create_default_context()
+        self._running[0].configure_trust(context)
+        return context
+
+    def _segment(self, tenant: Tenant | str | None) -> str:
+        return tenant.tenant_id if isinstance(tenant, Tenant) else (tenant or self.tenant_id)
+
+    def token_endpoint(self, tenant: Tenant | str | None = None) -> str:
+        return f"{self.authority}/{self._segment(tenant)}/oauth2/v2.0/token"
+
+    def authorize_endpoint(self, tenant: Tenant | str | None = None) -> str:
+        return f"{self.authority}/{self._segment(tenant)}/oauth2/v2.0/authorize"
+
+    def jwks_uri(self, tenant: Tenant | str | None = None) -> str:
+        return f"{self.authority}/{self._segment(tenant)}/discovery/v2.0/keys"
+
+    def issuer(self, tenant: Tenant | str | None = None) -> str:
+        """The v2 ``iss`` of tokens issued in ``tenant`` (default: the default tenant)."""
+        return self._running[1].issuer(self._segment(tenant))
+
+    @property
+    def graph_url(self) -> str:
+        """Fake Microsoft Graph base URL: ``f"{entra.graph_url}/v1.0/me"``."""
+        return self._running[1].graph_url
+
+    def api_url(self, app: App) -> str:
+        """Base URL of ``app`` as a protected API: ``GET {api_url}/whoami``."""
+        return f"{self.authority}/api/{app.client_id}"
+
+    # -- directory ---------------------------------------------------------------------------
+    @property
+    def tenants(self) -> Mapping[str, Tenant]:
+        return MappingProxyType(dict(self._directory.tenants))
+
+    @property
+    def users(self) -> Mapping[str, User]:
+        """Users by ``oid``."""
+        return MappingProxyType(dict(self._directory.users))
+
+    @property
+    def apps(self) -> Mapping[str, App]:
+        """App registrations by client id."""
+        return MappingProxyType(dict(self._directory.apps))
+
+    def add_tenant(self, domain: str, *, display_name: str | None = None) -> Tenant:
+        return self._directory.add_tenant(domain, display_name or domain.split(".")[0].title())
+
+    def add_user(
+        self, display_name: str, upn: str, *, tenant: Tenant | None = None, mail: str | None = None
+    ) -> User:
+        """A member user; ``given_name``/``surname`` come from the display name."""
+        given, _, surname = display_name.partition(" ")
+        return self._directory.add_user(
+            User(
+                oid=new_guid(),
+                upn=upn,
+                display_name=display_name,
+                tenant_id=(tenant or self.tenant).tenant_id,
+                given_name=given or None,
+                surname=surname or None,
+                mail=mail or upn,
+            )
+        )
+
+    def invite(self, user: User, tenant: Tenant) -> User:
+        """Add ``user`` to ``tenant`` as a guest: a new object with its own ``oid``."""
+        home_domain = tenant.domain
+        upn = f"{user.upn.replace('@', '_')}#EXT#@{home_domain}"
+        return self._directory.add_user(
+            User(
+                oid=new_guid(),
+                upn=upn,
+                display_name=user.display_name,
+                tenant_id=tenant.tenant_id,
+                given_name=user.given_name,
+                surname=user.surname,
+                mail=user.mail,
+                home_tenant_id=user.home_tenant_id or user.tenant_id,
+                home_oid=user.home_oid or user.oid,
+            )
+        )
+
+    def register_app(
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        redirect_uris: Iterable[str] = (),
+        public_client: bool = False,
+        multi_tenant: bool = False,
+        app_id_uri: str | None = None,
+        tenant: Tenant | None = None,
+        access_token_version: int = 2,
+    ) -> App:
+        """Register an app (and its service principal) with a client secret.
+
+        ``scopes`` are the delegated permissions it exposes, ``roles`` its app roles;
+        ``app_id_uri`` defaults to ``api://<client_id>``. With ``redirect_uris`` the
+        authorize endpoint accepts only those (else any http(s) URI).
+        """
+        if access_token_version not in (1, 2):
+            raise ValueError("access_token_version must be 1 or 2")
+        client_id = new_guid()
+        return self._directory.add_app(
+            App(
+                name=name,
+                client_id=client_id,
+                client_secret=None if public_client else opaque("emu~"),
+                app_id_uri=app_id_uri or f"api://{client_id}",
+                tenant_id=(tenant or self.tenant).tenant_id,
+                scopes=tuple(scopes),
+                roles=tuple(roles),
+                redirect_uris=tuple(redirect_uris),
+                multi_tenant=multi_tenant,
+                access_token_version=access_token_version,
+                service_principal_id=new_guid(),
+            )
+        )
+
+    def add_secret(self, app: App) -> str:
+        """Another client secret for ``app``."""
+        return self._directory.add_secret(app.client_id)
+
+    def expire_secret(self, app: App, secret: str | None = None) -> None:
+        """Make ``secret`` (default: all of the app's secrets) expired: AADSTS7000222."""
+        self._directory.expire_secret(app.client_id, secret)
+
+    # -- consent and policies ----------------------------------------------------------------
+    def _permissions(self, scope: str, tenant: Tenant) -> tuple[Resource, list[str]]:
+        identifier, _, permission = scope.rpartition("/")
+        resource = find_resource(self._directory, identifier or GRAPH_RESOURCE, tenant.tenant_id)
+        if resource is None:
+            raise ValueError(f"no resource {identifier!r} in tenant {tenant.domain}")
+        if permission == ".default":
+            return resource, sorted(resource.scopes | resource.roles)
+        known = resource.knows(permission) or resource.knows(permission, roles=True)
+        if known is None:
+            raise ValueError(f"{resource.display} exposes no permission {permission!r}")
+        return resource, [known]
+
+    def grant_consent(
+        self, client: App, *scopes: str, user: User | None = None, tenant: Tenant | None = None
+    ) -> None:
+        """Admin consent (or ``user``'s consent) for ``client`` to call downstream scopes,
+        e.g. ``grant_consent(api, "https://graph.microsoft.com/User.Read")`` or
+        ``grant_consent(api, downstream.scope("Files.Read"))``. App roles granted this
+        way appear in client-credentials tokens; ``{resource}/.default`` grants all."""
+        tenant = tenant or self._directory.tenants[client.tenant_id]
+        for scope in scopes:
+            resource, perms = self._permissions(scope, tenant)
+            principal = user.oid if user else ADMIN
+            self._directory.grant(
+                tenant.tenant_id, client.client_id, principal, resource.client_id, perms
+            )
+
+    def revoke_consent(self, client: App, *scopes: str) -> None:
+        """Withdraw consent for ``scopes`` (none given: everything ``client`` was granted)."""
+        if not scopes:
+            self._directory.revoke(client.client_id, resource=None, perms=None)
+        for scope in scopes:
+            resource, perms = self._permissions(scope, self._directory.tenants[client.tenant_id])
+            self._directory.revoke(client.client_id, resource=resource.client_id, perms=perms)
+
+    def require_mfa(
+        self, user: User | None = None, *, resource: Audience | None = None, error_code: int = 50076
+    ) -> None:
+        """Conditional Access: tokens for ``user`` (default: everyone) and ``resource``
+        (default: any) need MFA. Non-interactive grants without it get a claims challenge
+        (``interaction_required``, 50076 or 50079); interactive sign-in satisfies it."""
+        if error_code not in (50076, 50079):
+            raise ValueError("error_code must be 50076 or 50079")
+        target = None if resource is None else self._resource(resource).client_id
+        self._directory.require_mfa(user.oid if user else None, target, error_code)
+
+    def block(self, user: User | None = None, *, app: App | None = None) -> None:
+        """Conditional Access blocks ``user`` (default: all) for ``app`` (default: all): 53003."""
+        self._directory.block(user.oid if user else None, app.client_id if app else None)
+
+    def set_token_lifetime(self, seconds: int, *, resource: Audience | None = None) -> None:
+        """Lifetime of access tokens for ``resource`` (default: all resources)."""
+        if seconds <= 0:
+            raise ValueError("seconds must be positive")
+        self._directory.set_lifetime(
+            None if resource is None else self._resource(resource).client_id, seconds
+        )
+
+    def revoke_sessions(self, user: User) -> None:
+        """Invalidate ``user``'s refresh tokens (AADSTS50173 on their next use)."""
+        self._directory.revoke_sessions(user.oid)
+
+    def auto_sign_in(self, user: User | None = None, *, enabled: bool = True) -> None:
+        """Answer /authorize without a page: as ``user``, or (no user) as the ``login_hint``
+        user or the first user. ``enabled=False`` brings the page back."""
+        self._directory.auto_user = user.oid if (user and enabled) else None
+        self._directory.auto_any = enabled and user is None
+
+    # -- tokens ------------------------------------------------------------------------------
+    def _resource(self, audience: Audience) -> Resource:
+        if isinstance(audience, App):
+            return resource_of_app(audience)
+        found = find_resource(self._directory, audience, self.tenant_id)
+        if found is None:
+            raise ValueError(f"unknown audience {audience!r}")
+        return found
+
+    def issue_token(
+        self,
+        user: User,
+        *,
+        audience: Audience,
+        scopes: Iterable[str] | None = None,
+        lifetime: int | None = None,
+        client: App | None = None,
+        mfa: bool = False,
+        issued_at: float | None = None,
+    ) -> str:
+        """A user access token as Entra would issue it to ``client`` (default: the
+        audience app itself) for ``audience`` (an App, or ``"https://graph.microsoft.com"``).
+        ``issued_at`` in the past with a short ``lifetime`` gives an expired token."""
+        resource = self._resource(audience)
+        names = (
+            list(scopes)
+            if scopes is not None
+            else sorted(resource.scopes)[:1]
+            if resource is GRAPH
+            else list(resource.scopes)
+        )
+        unknown = [s for s in names if resource.knows(s) is None]
+        if unknown:
+            raise ValueError(f"{resource.display} exposes no scope {unknown}")
+        grant = Grant(
+            client=client or self._client_for(resource),
+            resource=resource,
+            tenant_id=user.tenant_id,
+            user=user,
+            permissions=tuple(names),
+            azpacr="1",
+            mfa=mfa,
+        )
+        return self._running[1].access_token(grant, lifetime=lifetime, issued_at=issued_at)[0]
+
+    def issue_app_token(
+        self,
+        client: App,
+        *,
+        audience: Audience,
+        roles: Iterable[str] = (),
+        lifetime: int | None = None,
+    ) -> str:
+        """An app-only (client credentials) access token."""
+        resource = self._resource(audience)
+        grant = Grant(
+            client=client,
+            resource=resource,
+            tenant_id=client.tenant_id,
+            user=None,
+            permissions=tuple(roles),
+            azpacr="1",
+        )
+        return self._running[1].access_token(grant, lifetime=lifetime)[0]
+
+    def issue_id_token(self, user: User, *, client: App, nonce: str | None = None) -> str:
+        return self._running[1].id_token(
+            user=user, client=client, tenant_id=user.tenant_id, nonce=nonce, email=True
+        )
+
+    def _client_for(self, resource: Resource) -> App:
+        if resource.app is not None:
+            return resource.app
+        raise ValueError("pass client= when the audience is Microsoft Graph")
+
+    def rotate_keys(self, *, keep_previous: bool = True) -> str:
+        """Sign with a new key from now on; returns its ``kid``. Without ``keep_previous``
+        the old keys leave the JWKS, so tokens they signed stop validating."""
+        return self._keys.rotate(keep_previous=keep_previous).kid
+
+    @property
+    def signing_kid(self) -> str:
+        return self._keys.current.kid
+
+    @property
+    def token_requests(self) -> tuple[TokenRequest, ...]:
+        """Every token-endpoint request so far, oldest first (no secrets or tokens)."""
+        return self._directory.log_entries()
+
+    def clear_token_requests(self) -> None:
+        self._directory.clear_log()

@@ -1,0 +1,165 @@
+"""Protected resources served by the emulator: a fake Microsoft Graph
+(``{graph_url}/v1.0/me``) and a generic downstream API per registered app
+(``{api_url(app)}/whoami``).
+
+Both validate the bearer token as a real resource does: signature against the
+emulator's keys, issuer, lifetime, audience and ``scp``/``roles``; failures answer in
+Graph's error envelope (user-get.md; recorded responses):
+``{"error": {"code": "InvalidAuthenticationToken", "message": …, "innerError": {…}}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ._models import User
+from ._tokens import BadToken, TokenIssuer
+from ._wire import GRAPH_APP_ID, GRAPH_ME_SCOPES, GRAPH_RESOURCE, new_guid
+
+__all__ = ["downstream_whoami", "graph_me", "graph_userinfo"]
+
+
+class _Denied(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _envelope(request: Request, issuer: TokenIssuer, denied: _Denied) -> Response:
+    request_id = new_guid()
+    client_request_id = request.headers.get("client-request-id", request_id)
+    inner = {
+        "date": issuer.clock_iso(),
+        "request-id": request_id,
+        "client-request-id": client_request_id,
+    }
+    headers = {"request-id": request_id, "client-request-id": client_request_id}
+    if denied.status == 401:
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="", authorization_uri="{issuer.authority}/common/oauth2/authorize", '
+            f'client_id="{GRAPH_APP_ID}"'
+        )
+    body = {"error": {"code": denied.code, "message": denied.message, "innerError": inner}}
+    return JSONResponse(body, denied.status, headers=headers)
+
+
+def _claims(request: Request, issuer: TokenIssuer, audiences: Iterable[str]) -> dict[str, Any]:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _Denied(401, "InvalidAuthenticationToken", "Access token is empty.")
+    try:
+        claims = issuer.verify(token)
+    except BadToken as exc:
+        if exc.reason == "malformed":
+            raise _Denied(
+                401,
+                "InvalidAuthenticationToken",
+                "CompactToken parsing failed with error code: 80049217",
+            ) from exc
+        raise _Denied(
+            401, "InvalidAuthenticationToken", "Access token validation failure."
+        ) from exc
+    now = issuer.clock()
+    if not float(claims.get("nbf", 0)) <= now < float(claims.get("exp", 0)):
+        raise _Denied(
+            401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."
+        )
+    if str(claims.get("aud", "")).lower() not in {a.lower() for a in audiences}:
+        raise _Denied(
+            401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
+        )
+    return claims
+
+
+def _forbidden() -> _Denied:
+    return _Denied(
+        403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+    )
+
+
+def graph_user(user: User) -> dict[str, Any]:
+    """Graph's default ``user`` properties (user-get.md); ``id`` is the ``oid``."""
+    return {
+        "businessPhones": [],
+        "displayName": user.display_name,
+        "givenName": user.given_name,
+        "jobTitle": None,
+        "mail": user.mail,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "surname": user.surname,
+        "userPrincipalName": user.upn,
+        "id": user.oid,
+    }
+
+
+def _me(request: Request, issuer: TokenIssuer) -> tuple[User, dict[str, Any]]:
+    claims = _claims(request, issuer, (GRAPH_RESOURCE, GRAPH_APP_ID))
+    if "scp" not in claims:
+        raise _Denied(
+            400, "BadRequest", "/me request is only valid with delegated authentication flow."
+        )
+    if not GRAPH_ME_SCOPES & set(str(claims["scp"]).split()):
+        raise _forbidden()
+    user = issuer.directory.users.get(str(claims.get("oid")))
+    if user is None:
+        raise _Denied(
+            404, "Request_ResourceNotFound", f"Resource '{claims.get('oid')}' does not exist."
+        )
+    return user, claims
+
+
+async def graph_me(request: Request) -> Response:
+    issuer: TokenIssuer = request.app.state.issuer
+    try:
+        user, _ = _me(request, issuer)
+    except _Denied as denied:
+        return _envelope(request, issuer, denied)
+    body = graph_user(user)
+    context = f"{issuer.graph_url}/v1.0/$metadata#users/$entity"
+    select = [s.strip() for s in request.query_params.get("$select", "").split(",") if s.strip()]
+    if select:
+        body = {k: v for k, v in body.items() if k in select}
+        context = f"{issuer.graph_url}/v1.0/$metadata#users({','.join(select)})/$entity"
+    return JSONResponse({"@odata.context": context, **body})
+
+
+async def graph_userinfo(request: Request) -> Response:
+    """OIDC UserInfo, which Entra serves from Graph (``/oidc/userinfo``)."""
+    issuer: TokenIssuer = request.app.state.issuer
+    try:
+        user, claims = _me(request, issuer)
+    except _Denied as denied:
+        return _envelope(request, issuer, denied)
+    return JSONResponse(
+        {
+            "sub": claims.get("sub"),
+            "name": user.display_name,
+            "family_name": user.surname,
+            "given_name": user.given_name,
+            "email": user.mail or user.upn,
+        }
+    )
+
+
+async def downstream_whoami(request: Request) -> Response:
+    """``GET /api/{client_id}/whoami``: who the token says the caller is."""
+    issuer: TokenIssuer = request.app.state.issuer
+    app = issuer.directory.apps.get(request.path_params["client_id"])
+    if app is None:
+        return JSONResponse({"error": {"code": "NotFound", "message": "No such API."}}, 404)
+    try:
+        claims = _claims(request, issuer, (app.client_id, app.app_id_uri))
+        scopes = set(str(claims.get("scp", "")).split())
+        roles = set(claims.get("roles") or [])
+        if not (scopes & set(app.scopes) or roles & set(app.roles)):
+            raise _forbidden()
+    except _Denied as denied:
+        return _envelope(request, issuer, denied)
+    keys = ("oid", "tid", "name", "preferred_username", "azp", "aud", "scp", "roles", "idtyp")
+    return JSONResponse({k: claims[k] for k in keys if k in claims})

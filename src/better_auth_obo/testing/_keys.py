@@ -1,0 +1,133 @@
+"""RSA signing keys: generation, self-signed certificates, JWKS, rotation.
+
+Entra publishes its keys with ``kid`` = ``x5t`` = base64url(SHA-1 of the certificate's
+DER) and an ``x5c`` chain (docs: access-tokens.md, "Validate the signature").
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from ._models import Certificate
+from ._wire import b64url
+
+__all__ = ["KeySet", "SigningKey", "make_certificate"]
+
+
+def _self_signed(key: rsa.RSAPrivateKey, subject: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One of the emulator's token-signing keys."""
+
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+    certificate_der: bytes = field(repr=False)
+    kid: str
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        key = _new_key()
+        der = _self_signed(key, "emulated-login.microsoftonline.com").public_bytes(
+            serialization.Encoding.DER
+        )
+        return cls(key, der, b64url(hashlib.sha1(der).digest()))  # noqa: S324 - x5t is SHA-1
+
+    def jwk(self, issuer: str) -> dict[str, Any]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x5t": self.kid,
+            "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": b64url(numbers.e.to_bytes(3, "big")),
+            "x5c": [base64.b64encode(self.certificate_der).decode()],
+            "issuer": issuer,
+        }
+
+
+class KeySet:
+    """The published keys; the newest signs. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: list[SigningKey] = [SigningKey.generate()]
+        self._initial = self._keys[0]
+
+    @property
+    def current(self) -> SigningKey:
+        with self._lock:
+            return self._keys[-1]
+
+    def rotate(self, *, keep_previous: bool) -> SigningKey:
+        key = SigningKey.generate()
+        with self._lock:
+            self._keys = [*self._keys, key] if keep_previous else [key]
+        return key
+
+    def reset(self) -> None:
+        with self._lock:
+            self._keys = [self._initial]
+
+    def find(self, kid: str) -> SigningKey | None:
+        with self._lock:
+            return next((k for k in self._keys if k.kid == kid), None)
+
+    def jwks(self, issuer: str) -> dict[str, Any]:
+        with self._lock:
+            keys = list(reversed(self._keys))
+        return {"keys": [k.jwk(issuer) for k in keys]}
+
+    def sign(self, claims: dict[str, Any], *, extra_headers: dict[str, Any] | None = None) -> str:
+        key = self.current
+        headers = {"typ": "JWT", "x5t": key.kid, "kid": key.kid, **(extra_headers or {})}
+        return jwt.encode(claims, key.private_key, algorithm="RS256", headers=headers)
+
+
+def make_certificate(subject: str) -> tuple[Certificate, Any]:
+    """A new client certificate (RSA 2048, self-signed) and its public key."""
+    key = _new_key()
+    cert = _self_signed(key, subject)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sha1, sha256 = hashlib.sha1(der).digest(), hashlib.sha256(der).digest()  # noqa: S324
+    record = Certificate(
+        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+        private_key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        thumbprint=sha1.hex().upper(),
+        thumbprint_sha256=sha256.hex().upper(),
+        x5t=b64url(sha1),
+        x5t_s256=b64url(sha256),
+    )
+    return record, key.public_key()

@@ -1,0 +1,116 @@
+"""The HTTP side: the Starlette routes and a uvicorn server in a daemon thread,
+with TLS from a throw-away CA (trustme) because MSAL and azure-identity refuse
+plain-http authorities.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trustme
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ._authorize import authorize
+from ._discovery import error_page, instance_discovery, jwks, openid_configuration
+from ._faults import Faults
+from ._graph import downstream_whoami, graph_me, graph_userinfo
+from ._token_endpoint import token_endpoint
+from ._tokens import TokenIssuer
+
+__all__ = ["ServerThread", "build_app"]
+
+STARTUP_TIMEOUT = 10.0
+
+
+def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
+    routes = [
+        Route("/error", error_page),
+        Route("/common/discovery/instance", instance_discovery),
+        Route("/graph/v1.0/me", graph_me),
+        Route("/graph/oidc/userinfo", graph_userinfo),
+        Route("/api/{client_id}/whoami", downstream_whoami),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration),
+        Route("/{tenant}/.well-known/openid-configuration", openid_configuration),
+        Route("/{tenant}/discovery/v2.0/keys", jwks),
+        Route("/{tenant}/discovery/keys", jwks),
+        Route("/{tenant}/oauth2/v2.0/token", token_endpoint, methods=["POST"]),
+        Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET", "POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.issuer = issuer
+    app.state.faults = faults
+
+    async def capture_send(scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette wraps ``send``; keep uvicorn's own for drop_connection faults.
+        scope["emulator.raw_send"] = send
+        await app(scope, receive, send)
+
+    return capture_send
+
+
+class ServerThread:
+    """Binds 127.0.0.1:0 at construction (so the URL is known), serves on ``start``."""
+
+    def __init__(self, *, tls: bool) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="entra-emulator-")
+        self.ca_file: str | None = None
+        self._cert_file: str | None = None
+        self._ca: trustme.CA | None = None
+        if tls:
+            self._ca = trustme.CA(organization_name="better-auth-obo Entra emulator")
+            leaf = self._ca.issue_cert("127.0.0.1", "localhost")
+            self.ca_file = str(Path(self._tmp.name, "ca.pem"))
+            self._cert_file = str(Path(self._tmp.name, "server.pem"))
+            self._ca.cert_pem.write_to_path(self.ca_file)
+            leaf.private_key_and_cert_chain_pem.write_to_path(self._cert_file)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, app: ASGIApp) -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            ssl_certfile=self._cert_file,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            access_log=False,
+        )
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [self._sock]}, name="entra-emulator", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the Entra emulator's server did not start")
+            time.sleep(0.002)
+
+    def configure_trust(self, context: Any) -> None:
+        if self._ca is not None:
+            self._ca.configure_trust(context)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._sock.close()
+        self._tmp.cleanup()
+        self._server = self._thread = None

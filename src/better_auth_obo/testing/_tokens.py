@@ -1,0 +1,203 @@
+"""Minting and checking the emulator's tokens.
+
+Claim sets follow access-token-claims-reference.md and id-token-claims-reference.md:
+v2 access tokens carry ``aud`` (the resource's client id), ``iss``
+(``{authority}/{tid}/v2.0``), ``iat``/``nbf``/``exp``, ``azp``/``azpacr``, ``name``,
+``oid``, ``preferred_username``, ``scp`` or ``roles``, ``sub``, ``tid``, ``uti``,
+``ver``. Microsoft Graph tokens are v1 (``iss`` = ``{authority}/{tid}/``, ``appid``,
+``upn``, ``unique_name``) and carry a ``nonce`` header as the real ones do. The
+emulator's own ``amr`` claim records whether MFA was performed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ._keys import KeySet
+from ._models import App, User
+from ._scopes import Resource
+from ._state import Directory
+from ._wire import b64url_json, opaque, pairwise_sub
+
+__all__ = ["BadToken", "Grant", "TokenIssuer"]
+
+ID_TOKEN_LIFETIME = 3600
+
+
+class BadToken(Exception):
+    """A token failed a check: ``reason`` says which (``malformed``, ``signature``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Grant:
+    """What a successful token request issues an access token for."""
+
+    client: App
+    resource: Resource
+    tenant_id: str
+    user: User | None  # None: app-only (client credentials)
+    permissions: tuple[str, ...]
+    azpacr: str
+    mfa: bool = False
+
+
+class TokenIssuer:
+    """Signs tokens with the emulator's keys; knows the issuer URLs."""
+
+    def __init__(
+        self,
+        *,
+        authority: str,
+        keys: KeySet,
+        directory: Directory,
+        default_lifetime: Callable[[], int],
+    ) -> None:
+        self.authority = authority
+        self.keys = keys
+        self.directory = directory
+        self._default_lifetime = default_lifetime
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.directory.clock
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.authority}/graph"
+
+    def clock_iso(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock()))
+
+    def issuer(self, tenant_id: str, version: int = 2) -> str:
+        return (
+            f"{self.authority}/{tenant_id}/v2.0"
+            if version == 2
+            else f"{self.authority}/{tenant_id}/"
+        )
+
+    def lifetime(self, resource: Resource) -> int:
+        return self.directory.lifetime(resource.client_id, self._default_lifetime())
+
+    # -- minting -----------------------------------------------------------------------------
+    def access_token(
+        self, grant: Grant, *, lifetime: int | None = None, issued_at: float | None = None
+    ) -> tuple[str, int]:
+        """The signed access token and its lifetime in seconds."""
+        seconds = self.lifetime(grant.resource) if lifetime is None else lifetime
+        now = int(self.clock() if issued_at is None else issued_at)
+        version = grant.resource.version
+        claims: dict[str, Any] = {
+            "aud": grant.resource.audience(),
+            "iss": self.issuer(grant.tenant_id, version),
+            "iat": now,
+            "nbf": now,
+            "exp": now + seconds,
+            "tid": grant.tenant_id,
+            "uti": opaque()[:22],
+            "ver": f"{version}.0",
+        }
+        if version == 2:
+            claims |= {"azp": grant.client.client_id, "azpacr": grant.azpacr}
+        else:
+            claims |= {"appid": grant.client.client_id, "appidacr": grant.azpacr}
+            claims["app_displayname"] = grant.client.name
+        claims |= self._subject_claims(grant, version)
+        headers = (
+            {"nonce": opaque()}
+            if grant.resource.client_id == "00000003-0000-0000-c000-000000000000"
+            else None
+        )
+        return self.keys.sign(claims, extra_headers=headers), seconds
+
+    def _subject_claims(self, grant: Grant, version: int) -> dict[str, Any]:
+        user = grant.user
+        if user is None:
+            principal = grant.client.service_principal_id
+            claims: dict[str, Any] = {"oid": principal, "sub": principal, "idtyp": "app"}
+            if grant.permissions:
+                claims["roles"] = list(grant.permissions)
+            return claims
+        claims = {
+            "oid": user.oid,
+            "sub": pairwise_sub(user.oid, grant.resource.client_id),
+            "name": user.display_name,
+            "scp": " ".join(grant.permissions),
+            "amr": ["pwd", "mfa"] if grant.mfa else ["pwd"],
+        }
+        if version == 2:
+            claims["preferred_username"] = user.upn
+        else:
+            claims |= {"upn": user.upn, "unique_name": user.upn, "idtyp": "user"}
+            claims |= {"given_name": user.given_name, "family_name": user.surname}
+        return claims
+
+    def id_token(
+        self, *, user: User, client: App, tenant_id: str, nonce: str | None, email: bool
+    ) -> str:
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "aud": client.client_id,
+            "iss": self.issuer(tenant_id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ID_TOKEN_LIFETIME,
+            "name": user.display_name,
+            "oid": user.oid,
+            "preferred_username": user.upn,
+            "sub": pairwise_sub(user.oid, client.client_id),
+            "tid": tenant_id,
+            "uti": opaque()[:22],
+            "ver": "2.0",
+        }
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if email and (user.mail or user.upn):
+            claims["email"] = user.mail or user.upn
+        return self.keys.sign(claims)
+
+    @staticmethod
+    def client_info(user: User) -> str:
+        """``base64url({"uid": oid, "utid": tid})`` (MSAL's home account id)."""
+        return b64url_json(
+            {"uid": user.home_oid or user.oid, "utid": user.home_tenant_id or user.tenant_id}
+        )
+
+    # -- checking ----------------------------------------------------------------------------
+    def verify(self, token: str) -> dict[str, Any]:
+        """Claims of a token this emulator signed, signature checked (not times, not aud)."""
+        try:
+            header = jwt.get_unverified_header(token)
+            jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise BadToken("malformed", "JWT token is invalid or malformed.") from exc
+        key = self.keys.find(str(header.get("kid", "")))
+        if key is None or header.get("alg") != "RS256":
+            raise BadToken("signature", f"Key was not found. kid: '{header.get('kid')}'")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.private_key.public_key(),
+                algorithms=["RS256"],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise BadToken("signature", "Signature validation failed.") from exc
+        tid = str(claims.get("tid", ""))
+        if claims.get("iss") not in (self.issuer(tid, 2), self.issuer(tid, 1)):
+            raise BadToken("signature", f"Issuer '{claims.get('iss')}' is not valid.")
+        return claims
