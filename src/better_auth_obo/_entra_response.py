@@ -1,0 +1,404 @@
+"""What the token endpoint answered: a ``TokenResult`` or one of our exceptions.
+
+Pure functions over already-read bytes and headers (no I/O), used by ``_entra.py``.
+Success shape: RFC 6749 §5.1 and the OBO doc's "Success response example";
+error shape: RFC 6749 §5.2 plus Entra's fields (reference-error-codes, "Handling
+error codes in your application"). Classification tables cite the AADSTS code list
+(https://login.microsoftonline.com/error?code=<n>).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any
+
+from ._errors import ConsentRequiredError, EntraError, InteractionRequiredError
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_RETRY_AFTER",
+    "TokenResult",
+    "classify",
+    "entra_error",
+    "invalid_response",
+    "is_json_error",
+    "json_object",
+    "parse_retry_after",
+    "parse_success",
+    "response_ids",
+    "response_secrets",
+    "scrub",
+]
+
+#: Token responses are a few KiB; anything past this is refused unread.
+MAX_BODY_BYTES = 1 << 20
+#: Longest wait honoured from ``Retry-After`` (RFC 9110 §10.2.3), in seconds.
+MAX_RETRY_AFTER = 300.0
+# Entra's lifetimes are 60-90 min, 20-28 h with CAE (access-tokens doc); 10 days is absurd.
+_MAX_EXPIRES_IN = 10 * 24 * 3600
+_DESCRIPTION_LIMIT = 2000
+_FIELD_LIMIT = 256
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.?[A-Za-z0-9_-]*")
+_AADSTS = re.compile(r"AADSTS(\d{4,9})")
+_TRAILER = re.compile(r"\s*Trace ID:.*$", re.DOTALL)
+_TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+
+# --- classification (order: consent, interaction, codes, then the OAuth `error`) ---
+
+_CONSENT_CODES = frozenset({65001})  # user or admin has not consented
+# MFA / Conditional Access / password: the user must act in an interactive sign-in.
+_INTERACTION_CODES = frozenset({50055, 50072, 50074, 50076, 50078, 50079, 50158})
+_INTERACTION_SUBERRORS = frozenset({"basic_action", "additional_action"})
+_CODE_REASONS: Mapping[int, str] = {
+    # The assertion (or refresh token) itself is unusable: expired, revoked, wrong
+    # audience, bad signature, malformed, an ID token.
+    **dict.fromkeys(
+        (500133, 50013, 500131, 50027, 240002, 70008, 700082, 50173, 70043, 700084, 50132, 50133),
+        "assertion_invalid",
+    ),
+    # The app's own credential: wrong / expired secret, none sent, bad or expired
+    # client assertion, certificate (700027, 700030, 50048, 7000214, 1000502).
+    **dict.fromkeys(
+        (7000215, 7000222, 7000218, 700027, 700025, 700024, 50012, 700030, 50048, 7000214, 1000502),
+        "client_credential_invalid",
+    ),
+    # The registration, tenant or scopes are wrong: retrying cannot help.
+    **dict.fromkeys(
+        (700016, 70011, 700022, 500011, 90002, 50194, 90009, 50020, 900144, 70003, 65005, 7000112),
+        "configuration",
+    ),
+    # An administrator's policy refuses this user: Conditional Access, device, locked, disabled.
+    **dict.fromkeys(
+        (53003, 53000, 530003, 53001, 53004, 50131, 50053, 50057, 50105), "blocked_by_policy"
+    ),
+}
+_ERROR_REASONS: Mapping[str, str] = {
+    "interaction_required": "interaction_required",
+    "consent_required": "consent_required",
+    "invalid_client": "client_credential_invalid",
+    "unauthorized_client": "configuration",
+    "invalid_scope": "configuration",
+    "invalid_resource": "configuration",
+    "unsupported_grant_type": "configuration",
+}
+_REASON_CLASSES: Mapping[str, type[EntraError]] = {
+    "interaction_required": InteractionRequiredError,
+    "consent_required": ConsentRequiredError,
+}
+_REASON_HINTS: Mapping[str, str] = {
+    "interaction_required": "The user must sign in again interactively (MFA, Conditional Access).",
+    "consent_required": (
+        "Grant consent for the downstream scopes: admin consent for this app, or list the "
+        "client app in the API's knownClientApplications / pre-authorized applications."
+    ),
+    "assertion_invalid": (
+        "The user's Microsoft token cannot be used (expired, revoked, wrong audience or not "
+        "an access token): refresh it, or have the user sign in again."
+    ),
+    "client_credential_invalid": (
+        "Check the app's client credential: the secret value (not its ID) and its expiry, "
+        "or the certificate registered on the app."
+    ),
+    "configuration": "Check the app registration, the tenant in the authority, and the scopes.",
+    "blocked_by_policy": (
+        "A Conditional Access or account policy blocks this user; an administrator can find "
+        "the sign-in by its trace ID."
+    ),
+}
+_CODE_HINTS: Mapping[int, str] = {
+    500131: (
+        "The token's audience must be this app: sign in with '{client_id}/<scope>', "
+        "not Graph scopes such as User.Read."
+    ),
+    500133: "The token expired: refresh the user's Microsoft token before the exchange.",
+    240002: "An ID token was sent: the assertion must be the user's access token for this app.",
+    7000215: "The client secret is wrong: use the secret's value, not its ID.",
+    7000222: "The client secret has expired: create a new one in the app registration.",
+    700016: "The client ID is not registered in this tenant: check it and the authority's tenant.",
+    700022: "All scopes of one request must belong to one resource: split the application.",
+    50194: "A single-tenant app cannot use /common: put the tenant ID in the authority.",
+    90009: (
+        "The app requests a token for itself: write its scope as '{client_id}/<scope>', "
+        "not 'api://{client_id}/<scope>'."
+    ),
+}
+
+
+def classify(error: str, codes: tuple[int, ...], suberror: str | None, claims: str | None) -> str:
+    """Map Entra's fields to a stable reason; see ``EntraError`` for the list."""
+    if _CONSENT_CODES.intersection(codes) or "consent_required" in (suberror, error):
+        return "consent_required"
+    if claims or suberror in _INTERACTION_SUBERRORS or _INTERACTION_CODES.intersection(codes):
+        return "interaction_required"
+    for code in codes:
+        if code in _CODE_REASONS:
+            return _CODE_REASONS[code]
+    return _ERROR_REASONS.get(error, "rejected")
+
+
+# --- success ---
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResult:
+    """A token Entra ID issued; the repr never shows a token.
+
+    Example::
+
+        result = await client.exchange(assertion, ["api://downstream/.default"])
+        headers = {"authorization": f"{result.token_type} {result.access_token}"}
+    """
+
+    access_token: str = field(repr=False)
+    #: Epoch seconds: the clock at the start of the request plus ``expires_in``.
+    expires_at: float
+    #: Granted scopes (the response's ``scope``), else the requested ones.
+    scopes: tuple[str, ...]
+    token_type: str = "Bearer"
+    refresh_token: str | None = field(default=None, repr=False)
+    id_token: str | None = field(default=None, repr=False)
+    ext_expires_at: float | None = None
+
+
+def parse_success(
+    data: Mapping[str, Any] | None, status: int, requested: tuple[str, ...], started: float
+) -> TokenResult:
+    """Validate a 2xx body into a ``TokenResult``; anything off is ``invalid_response``."""
+    if data is None:
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} with a body that is not a JSON object", status
+        )
+    access_token = data.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} without a usable access_token", status
+        )
+    expires_in = _seconds(data.get("expires_in"))
+    if expires_in is None:
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} without a valid expires_in "
+            f"(a number of seconds from 0 to {_MAX_EXPIRES_IN})",
+            status,
+        )
+    ext_expires_at = None
+    if data.get("ext_expires_in") is not None:
+        ext = _seconds(data["ext_expires_in"])
+        if ext is None:
+            raise invalid_response(
+                f"Entra ID answered HTTP {status} with an invalid ext_expires_in", status
+            )
+        ext_expires_at = started + ext
+    scope = _optional_text(data, "scope", status)
+    return TokenResult(
+        access_token=access_token,
+        expires_at=started + expires_in,
+        scopes=tuple(scope.split()) if scope and scope.split() else requested,
+        token_type=_optional_text(data, "token_type", status) or "Bearer",
+        refresh_token=_optional_text(data, "refresh_token", status),
+        id_token=_optional_text(data, "id_token", status),
+        ext_expires_at=ext_expires_at,
+    )
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, str):
+        text = value.strip()  # the v1 endpoint sent numbers as strings
+        if not (text.isascii() and text.isdigit() and len(text) <= 9):
+            return None
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not 0 <= value <= _MAX_EXPIRES_IN:
+        return None
+    return float(value)
+
+
+def _optional_text(data: Mapping[str, Any], key: str, status: int) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value or None
+    raise invalid_response(
+        f"Entra ID answered HTTP {status} with a {key} that is not a string", status
+    )
+
+
+# --- errors ---
+
+
+def invalid_response(message: str, status: int | None) -> EntraError:
+    """An answer that is neither a token nor an OAuth error."""
+    return EntraError(
+        message, error="invalid_response", reason="invalid_response", status_code=status
+    )
+
+
+def entra_error(
+    data: Mapping[str, Any],
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    request_id: str,
+    secrets: frozenset[str],
+    what: str,
+    client_id: str,
+) -> EntraError:
+    """Build the classified exception for an OAuth error body (``data["error"]`` is a string)."""
+    secrets = secrets | response_secrets(data)
+    error = scrub(data["error"], secrets)[:_FIELD_LIMIT]
+    description = _text(data, "error_description", secrets, _DESCRIPTION_LIMIT)
+    codes = _codes(data.get("error_codes"), description)
+    suberror = _text(data, "suberror", secrets)
+    claims = _claims(data.get("claims"), secrets)
+    reason = classify(error, codes, suberror, claims)
+    trace_id, correlation_id = response_ids(data, headers, request_id)
+    return _REASON_CLASSES.get(reason, EntraError)(
+        _message(what, error, codes, description, reason, client_id),
+        error=error,
+        error_description=description,
+        error_codes=codes,
+        timestamp=_text(data, "timestamp", secrets),
+        trace_id=trace_id,
+        correlation_id=correlation_id,
+        error_uri=_text(data, "error_uri", secrets),
+        suberror=suberror,
+        claims=claims,
+        status_code=status,
+        reason=reason,
+    )
+
+
+def _message(
+    what: str,
+    error: str,
+    codes: tuple[int, ...],
+    description: str | None,
+    reason: str,
+    client_id: str,
+) -> str:
+    label = ", ".join([error, *(f"AADSTS{c}" for c in codes)])
+    detail = ""
+    if description:
+        # "AADSTS500133: Assertion is not ... Trace ID: ... Timestamp: ..." -> the sentence alone.
+        detail = ": " + _TRAILER.sub("", re.sub(r"^AADSTS\d+:\s*", "", description)).strip()
+    hint = next((_CODE_HINTS[c] for c in codes if c in _CODE_HINTS), _REASON_HINTS.get(reason, ""))
+    message = f"Entra ID rejected the {what} ({label}){detail}"
+    return f"{message.rstrip('.')}. {hint.format(client_id=client_id)}".rstrip()
+
+
+def _codes(value: object, description: str | None) -> tuple[int, ...]:
+    if isinstance(value, list):
+        codes = tuple(c for c in value if type(c) is int and 0 <= c < 10**10)
+        if codes:
+            return codes
+    # No usable error_codes: fall back to the "AADSTSnnnn:" prefix of the description.
+    return tuple(int(c) for c in _AADSTS.findall(description or "")[:5])
+
+
+def _claims(value: object, secrets: frozenset[str]) -> str | None:
+    # The claims challenge is a JSON *string* (claims-challenge doc); accept an object too.
+    if isinstance(value, (dict, list)):
+        try:
+            value = json.dumps(value, separators=(",", ":"))
+        except (ValueError, RecursionError):
+            return None
+    return scrub(value, secrets) if isinstance(value, str) and value else None
+
+
+def _text(
+    data: Mapping[str, Any], key: str, secrets: frozenset[str], limit: int = _FIELD_LIMIT
+) -> str | None:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        return None
+    value = scrub(value, secrets)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def response_ids(
+    data: Mapping[str, Any] | None, headers: Mapping[str, str], request_id: str
+) -> tuple[str | None, str]:
+    """``(trace_id, correlation_id)`` from the body, else the headers, else our request id.
+
+    ``x-ms-request-id`` equals the body's ``trace_id``; Entra echoes ``client-request-id``.
+    Only id-shaped values are kept, so nothing else can ride along into logs.
+    """
+    data = data or {}
+    trace = _id(data.get("trace_id")) or _id(headers.get("x-ms-request-id"))
+    correlation = _id(data.get("correlation_id")) or _id(headers.get("client-request-id"))
+    return trace, correlation or request_id
+
+
+def _id(value: object) -> str | None:
+    return value if isinstance(value, str) and _ID.match(value) else None
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), capped at 300.
+
+    Accepts delay-seconds (``"120"``) or an HTTP-date; ``None`` when absent or unparsable.
+
+    Example::
+
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=time.time())
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        seconds = float(text) if len(text) <= 6 else MAX_RETRY_AFTER
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - now
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+# --- body helpers ---
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (empty, not JSON, not an object, too deep)."""
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_json_error(data: Mapping[str, Any] | None) -> bool:
+    """True for an OAuth error body: a JSON object with a non-empty string ``error``."""
+    if data is None:
+        return False
+    error = data.get("error")
+    return isinstance(error, str) and bool(error)
+
+
+def response_secrets(data: Mapping[str, Any] | None) -> frozenset[str]:
+    """Token values in a response body: an echoed token must not reach a message either."""
+    if data is None:
+        return frozenset()
+    values = (data.get(key) for key in _TOKEN_FIELDS)
+    return frozenset(v for v in values if isinstance(v, str) and len(v) >= 6)
+
+
+def scrub(text: str, secrets: frozenset[str]) -> str:
+    """Replace the given secret values and anything shaped like a JWT with ``[redacted]``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return _JWT_LIKE.sub("[redacted]", text)
