@@ -90,12 +90,7 @@ async def _database(
 MakeAuth = Callable[..., Awaitable[BetterAuth]]
 
 
-@pytest.fixture
-def make_auth(request: pytest.FixtureRequest) -> MakeAuth:
-    """Build a BetterAuth on this test's database, tables created and empty."""
-    name = "server_database" if "server_database" in request.fixturenames else "database"
-    database: Database = request.getfixturevalue(name)
-
+def _maker(database: Database) -> MakeAuth:
     async def make(*, clean: bool = True, **options: Any) -> BetterAuth:
         options.setdefault("secret", SECRET)
         options.setdefault("base_url", "http://testserver")
@@ -106,3 +101,15 @@ def make_auth(request: pytest.FixtureRequest) -> MakeAuth:
         return auth
 
     return make
+
+
+@pytest.fixture
+def make_auth(database: Database) -> MakeAuth:
+    """Build a BetterAuth on this test's database, tables created and empty."""
+    return _maker(database)
+
+
+@pytest.fixture
+def make_server_auth(server_database: Database) -> MakeAuth:
+    """Like make_auth, on a database server several processes can share."""
+    return _maker(server_database)

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("processes", [4])
 async def test_processes_racing_write_one_row_per_key(
-    make_auth: MakeAuth, server_database: Any, processes: int
+    make_server_auth: MakeAuth, server_database: Any, processes: int
 ) -> None:
-    auth = await make_auth(
+    auth = await make_server_auth(
         social_providers={"microsoft": provider()},
         plugins=[OBOPlugin(applications={"a": {"scope": ["api://a/.default"]}})],
     )

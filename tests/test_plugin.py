@@ -299,10 +299,9 @@ async def test_applications_are_cached_independently(
 
 
 async def test_second_process_reads_the_database_row(
-    make_auth: MakeAuth, wire: WireEntra, clock: Clock, database: Any
+    make_server_auth: MakeAuth, wire: WireEntra, clock: Clock
 ) -> None:
-    if database.kind == "memory":
-        pytest.skip("a MemoryAdapter cannot be shared between two instances")
+    make_auth = make_server_auth
     auth, plugin = await setup(make_auth, wire, clock)
     user = await seed_user(auth)
     first = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
