@@ -34,10 +34,12 @@ def bind(port: int = 0) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, sock: socket.socket) -> AsyncIterator[asyncio.Event]:
+async def serving(
+    app: Any, sock: socket.socket, *, lifespan: str = "off"
+) -> AsyncIterator[asyncio.Event]:
     """Serve ``app`` on ``sock`` until the block exits; yields an event set once the
     server has stopped by itself (Ctrl-C / SIGTERM, which uvicorn handles)."""
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     stopped = asyncio.Event()

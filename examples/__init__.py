@@ -1,0 +1,1 @@
+"""Small apps that mount better-auth-server with OBOPlugin, one per framework."""
