@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -35,7 +35,7 @@ def bind(port: int = 0) -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: Any, sock: socket.socket, *, lifespan: str = "off"
+    app: Any, sock: socket.socket, *, lifespan: Literal["auto", "on", "off"] = "off"
 ) -> AsyncIterator[asyncio.Event]:
     """Serve ``app`` on ``sock`` until the block exits; yields an event set once the
     server has stopped by itself (Ctrl-C / SIGTERM, which uvicorn handles)."""
