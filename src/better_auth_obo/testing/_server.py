@@ -5,6 +5,8 @@ plain-http authorities.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import tempfile
 import threading
@@ -77,6 +79,7 @@ class ServerThread:
         self.port: int = self._sock.getsockname()[1]
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, app: ASGIApp) -> None:
@@ -92,7 +95,7 @@ class ServerThread:
         )
         server = self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._sock]}, name="entra-emulator", daemon=True
+            target=asyncio.run, args=(self._serve(server),), name="entra-emulator", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -102,11 +105,30 @@ class ServerThread:
                 raise RuntimeError("the Entra emulator's server did not start")
             time.sleep(0.002)
 
+    async def _serve(self, server: uvicorn.Server) -> None:
+        self._loop = asyncio.get_running_loop()
+        await server.serve(sockets=[self._sock])
+        self._abort_connections()
+        await asyncio.sleep(0)  # let the aborted transports close their sockets
+
+    def _abort_connections(self) -> None:
+        """Close every client connection now. uvicorn's graceful close of a TLS
+        connection waits for the peer's close_notify, which a pooled client connection
+        may never send: the socket would outlive the loop (ResourceWarning)."""
+        server = self._server
+        for connection in list(server.server_state.connections if server else ()):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+
     def configure_trust(self, context: Any) -> None:
         if self._ca is not None:
             self._ca.configure_trust(context)
 
     def stop(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop may close meanwhile
+                self._loop.call_soon_threadsafe(self._abort_connections)
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
