@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 from better_auth import BetterAuth
 from better_auth.adapters.sqlalchemy import SQLAlchemyAdapter
@@ -18,13 +19,23 @@ from tests._fakes import WireEntra, provider
 from tests.conftest import SECRET
 
 from better_auth_obo import OBOPlugin
+from better_auth_obo._lease import PostgresAdvisoryLease, RedisLease
 
 
 async def main(spec: dict[str, object]) -> None:
     engine = create_async_engine(str(spec["url"]), pool_size=20, max_overflow=20)
     wire = WireEntra(delay=0.05)
     applications = {name: {"scope": [f"api://{name}/.default"]} for name in spec["applications"]}  # type: ignore[attr-defined]
-    plugin = OBOPlugin(applications=applications)
+    lease: Any = None
+    redis_client: Any = None
+    if spec.get("lease") == "postgres":
+        lease = PostgresAdvisoryLease(engine)
+    elif spec.get("lease") == "redis":
+        from redis.asyncio import Redis
+
+        redis_client = Redis.from_url(str(spec["redis_url"]))
+        lease = RedisLease(redis_client, prefix=str(spec["redis_prefix"]))
+    plugin = OBOPlugin(applications=applications, lease=lease)
     BetterAuth(
         secret=SECRET,
         adapter=SQLAlchemyAdapter(engine),
@@ -42,6 +53,8 @@ async def main(spec: dict[str, object]) -> None:
         )
     )
     await engine.dispose()
+    if redis_client is not None:
+        await redis_client.aclose()
     print(json.dumps({"exchanges": len(wire.exchanges)}))
 
 

@@ -269,3 +269,41 @@ async def test_secrets_and_tokens_never_logged(
     for secret in secrets:
         assert secret
         assert secret not in haystack
+
+
+async def test_step_up_with_the_claims_challenge(world: World) -> None:
+    from better_auth_obo import claims_challenge, sign_in_again, www_authenticate
+
+    user_id = await sign_in(world)
+    world.entra.require_mfa(world.user, resource="https://graph.microsoft.com")
+    with pytest.raises(APIError) as info:
+        await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    claims = claims_challenge(info.value)
+    assert claims is not None
+    header = www_authenticate(info.value)
+    assert header is not None
+    assert 'error="insufficient_claims"' in header
+    body = sign_in_again(info.value, login_hint=world.user.upn)
+    assert body is not None
+    assert body["additionalParams"]["claims"] == claims
+
+    # The app sends the user back through sign-in with the claims; MFA is done there.
+    response = await world.app_client.post("/api/auth/sign-in/social", json=body)
+    assert "claims=" in response.json()["url"]
+    authorize = await world.entra_client.get(response.json()["url"])
+    callback = await world.app_client.get(authorize.headers["location"])
+    assert "error" not in callback.headers["location"]
+
+    token = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    assert token["accessToken"]
+
+
+async def test_outage_serves_cached_token_inside_buffer(world: World) -> None:
+    user_id = await sign_in(world)
+    # A 60 s token is already inside the 60 s buffer: never kept in memory, and every
+    # call wants a new one from Entra.
+    world.entra.set_token_lifetime(60, resource="https://graph.microsoft.com")
+    first = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    world.entra.faults.fail(status=503, times=None)
+    again = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    assert again["accessToken"] == first["accessToken"]

@@ -473,3 +473,51 @@ def test_empty_scope_refused_at_construction() -> None:
 def test_bad_applications_refused(applications: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         OBOPlugin(applications=applications)
+
+
+# --- proactive refresh and outage grace ----------------------------------------------------
+
+
+async def test_token_in_steady_use_is_refreshed_in_the_background(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock)
+    user = await seed_user(auth, expires_at=clock.now + 7200)
+    first = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    clock.now += 3600 - 60 - 100  # 100 s before the buffer: inside the 120 s refresh window
+    for _ in range(3):  # from the database row, then from memory
+        served = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+        assert served["accessToken"] == first["accessToken"]  # nobody waits
+    await plugin._background.join()
+    assert len(wire.exchanges) == 2
+    fresh = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    assert fresh["accessToken"] != first["accessToken"]
+    assert len(wire.exchanges) == 2
+    assert len(await obo_rows(auth, user["id"])) == 1
+
+
+async def test_outage_grace_serves_the_cached_token(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock, cache_revalidate_after=1)
+    user = await seed_user(auth, expires_at=clock.now + 7200)
+    first = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    clock.now += 3600 - 30  # inside the buffer, not yet expired
+    for _ in range(5):
+        wire.fail_next(503, {"error": "temporarily_unavailable"})
+    again = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    assert again["accessToken"] == first["accessToken"]
+
+
+async def test_without_outage_grace_the_outage_is_an_error(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock, outage_grace=False)
+    user = await seed_user(auth, expires_at=clock.now + 7200)
+    await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    clock.now += 3600 - 30
+    for _ in range(5):
+        wire.fail_next(503, {"error": "temporarily_unavailable"})
+    with pytest.raises(APIError) as info:
+        await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    assert info.value.code == "ENTRA_UNAVAILABLE"

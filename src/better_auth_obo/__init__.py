@@ -28,6 +28,7 @@ from ._errors import (
     UnknownApplicationError,
 )
 from ._plugin import OBOPlugin
+from ._stepup import claims_challenge, sign_in_again, www_authenticate
 from ._store import OBOAccount
 
 __all__ = [
@@ -47,4 +48,7 @@ __all__ = [
     "OBOPlugin",
     "ReauthenticationRequiredError",
     "UnknownApplicationError",
+    "claims_challenge",
+    "sign_in_again",
+    "www_authenticate",
 ]

@@ -82,7 +82,7 @@ class TokenCache(Generic[V]):
         cache.get("user-1", "graph")  # 'eyJ...'
     """
 
-    __slots__ = ("_buffer", "_by_user", "_clock", "_entries", "_max", "_revalidate")
+    __slots__ = ("_ahead", "_buffer", "_by_user", "_clock", "_entries", "_max", "_revalidate")
 
     def __init__(
         self,
@@ -90,6 +90,7 @@ class TokenCache(Generic[V]):
         max_entries: int = 10_000,
         buffer: float = 60.0,
         revalidate_after: float = 30.0,
+        refresh_ahead: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int):
@@ -100,14 +101,17 @@ class TokenCache(Generic[V]):
         _check_seconds("revalidate_after", revalidate_after, allow_inf=True)
         if revalidate_after == 0:
             raise ValueError("revalidate_after must be more than 0 seconds")
+        _check_seconds("refresh_ahead", refresh_ahead, allow_inf=False)
         if not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
         self._max = max_entries
         self._buffer = float(buffer)
         self._revalidate = float(revalidate_after)
+        self._ahead = float(refresh_ahead)
         self._clock = clock
-        # value and the one deadline that matters: min(expires_at - buffer, stored + revalidate)
-        self._entries: OrderedDict[tuple[str, str], tuple[V, float]] = OrderedDict()
+        # value, the one deadline that matters: min(expires_at - buffer, stored + revalidate),
+        # and when the token is due for a proactive refresh (expires_at - buffer - ahead)
+        self._entries: OrderedDict[tuple[str, str], tuple[V, float, float]] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
@@ -115,13 +119,20 @@ class TokenCache(Generic[V]):
 
     def get(self, user_id: str, application: str) -> V | None:
         """The cached value while fresh, else None (and a stale entry is dropped)."""
+        found = self.lookup(user_id, application)
+        return None if found is None else found[0]
+
+    def lookup(self, user_id: str, application: str) -> tuple[V, bool] | None:
+        """Like ``get``, with whether the token is due for a proactive refresh: it will
+        enter the buffer within ``refresh_ahead`` seconds."""
         key = (user_id, application)
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self._clock() < entry[1]:
+        now = self._clock()
+        if now < entry[1]:
             self._entries.move_to_end(key)
-            return entry[0]
+            return entry[0], now >= entry[2]
         self._remove(key)
         return None
 
@@ -134,7 +145,7 @@ class TokenCache(Generic[V]):
         if deadline <= now:
             self._remove(key)  # already too close to expiry: never served, so not kept
             return
-        self._entries[key] = (value, deadline)
+        self._entries[key] = (value, deadline, expires_at - self._buffer - self._ahead)
         self._entries.move_to_end(key)
         self._by_user.setdefault(user_id, set()).add(application)
         while len(self._entries) > self._max:

@@ -1,9 +1,9 @@
 """``OBOPlugin``: the glue between better-auth-server and the exchange.
 
-The call path of ``get_obo_token`` (ARCHITECTURE.md): unknown application -> L1 hit ->
-single-flight on (user, application) -> the cached row, if fresh and still bound to the
-user's current Microsoft token -> refresh the Microsoft token if it expires soon ->
-check it can be an assertion -> exchange -> upsert (non-fatal) -> L1.
+The call path of ``get_obo_token`` (ARCHITECTURE.md): L1 hit (and, when the token is
+about to enter the buffer, one re-exchange in the background) -> unknown application ->
+single-flight on (user, application) -> ``TokenSource.load`` (cached row, else exchange)
+-> L1.
 Our exceptions become ``better_auth.APIError`` here and nowhere else.
 """
 
@@ -18,17 +18,18 @@ import httpx
 from better_auth import APIError, Plugin
 from better_auth.plugins import HookSet
 
-from ._assertion import application_scope_problems, check_assertion, fingerprint, read_claims
+from ._assertion import application_scope_problems
+from ._background import BackgroundRefresh
 from ._cache import SingleFlight, TokenCache
 from ._config import OBOApplication, normalize_applications
-from ._entra import EntraClient, TokenResult
+from ._entra import EntraClient
 from ._errors import (
     OBO_ERROR_CODES,
-    AccountNotFoundError,
     ConfigurationError,
     OBOError,
     UnknownApplicationError,
 )
+from ._lease import Lease, NullLease
 from ._lifecycle import Lifecycle
 from ._provider import (
     MicrosoftSettings,
@@ -37,7 +38,9 @@ from ._provider import (
     warn,
 )
 from ._refresh import MicrosoftTokenRefresher
-from ._store import CachedToken, OBOAccount, OBOStore, cached_token
+from ._source import TokenSource
+from ._store import OBOAccount, OBOStore
+from ._telemetry import Telemetry
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -78,8 +81,11 @@ class OBOPlugin(Plugin):
         applications: Mapping[str, OBOApplication | Mapping[str, Any]],
         expiry_buffer: float = 60.0,
         refresh_margin: float = 300.0,
+        refresh_ahead: float = 120.0,
+        outage_grace: bool = True,
         cache_max_entries: int = 10_000,
         cache_revalidate_after: float = 30.0,
+        lease: Lease | None = None,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -87,8 +93,13 @@ class OBOPlugin(Plugin):
         self.applications: Mapping[str, OBOApplication] = normalize_applications(applications)
         self.expiry_buffer = _positive("expiry_buffer", expiry_buffer)
         self.refresh_margin = _positive("refresh_margin", refresh_margin)
+        self.refresh_ahead = _positive("refresh_ahead", refresh_ahead)
+        self.outage_grace = bool(outage_grace)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError("http_client must be an httpx.AsyncClient")
+        if lease is not None and not callable(getattr(lease, "hold", None)):
+            raise TypeError("lease must have a hold(key, ttl=...) method, e.g. RedisLease(redis)")
+        self._lease: Lease = lease if lease is not None else NullLease()
         self._http_client = http_client
         self._timeout = _positive("timeout", timeout)
         self._clock = clock
@@ -96,29 +107,32 @@ class OBOPlugin(Plugin):
             max_entries=cache_max_entries,
             buffer=self.expiry_buffer,
             revalidate_after=_positive("cache_revalidate_after", cache_revalidate_after),
+            refresh_ahead=self.refresh_ahead,
             clock=clock,
         )
         self._flight: SingleFlight[tuple[str, str], OBOAccount] = SingleFlight()
+        self._telemetry = Telemetry()
+        self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(clock=clock)
         self._lifecycle = Lifecycle(purge=self._purge_user, forget=self._l1.discard)
         self._clients: dict[str, EntraClient] = {}
         self._settings: MicrosoftSettings | None = None
         self._settings_error: ConfigurationError | None = None
         self._auth_ref: BetterAuth | None = None
         self._store_ref: OBOStore | None = None
-        self._refresher: MicrosoftTokenRefresher | None = None
+        self._source: TokenSource | None = None
 
     # --- host lifecycle ---------------------------------------------------------------
 
     @property
     def auth(self) -> BetterAuth:
         if self._auth_ref is None:
-            raise RuntimeError("OBOPlugin is not initialised: pass it in BetterAuth(plugins=[...])")
+            raise RuntimeError(_NOT_INITIALISED)
         return self._auth_ref
 
     @property
     def _store(self) -> OBOStore:
         if self._store_ref is None:
-            raise RuntimeError("OBOPlugin is not initialised: pass it in BetterAuth(plugins=[...])")
+            raise RuntimeError(_NOT_INITIALISED)
         return self._store_ref
 
     def init(self, auth: BetterAuth) -> None:
@@ -139,13 +153,26 @@ class OBOPlugin(Plugin):
             warn([exc.message])
             return
         self._settings = settings
-        self._refresher = MicrosoftTokenRefresher(
+        refresher = MicrosoftTokenRefresher(
             auth=auth,
             store=self._store_ref,
             entra=self._client,
             scopes=settings.scopes,
             margin=self.refresh_margin,
             clock=self._clock,
+        )
+        self._source = TokenSource(
+            store=self._store_ref,
+            refresher=refresher,
+            client_for=self._client,
+            client_id=settings.client_id,
+            applications=self.applications,
+            clock=self._clock,
+            buffer=self.expiry_buffer,
+            refresh_ahead=self.refresh_ahead,
+            outage_grace=self.outage_grace,
+            lease=self._lease,
+            lease_ttl=self._timeout * 2,
         )
         warn(configuration_warnings(settings))
 
@@ -162,12 +189,15 @@ class OBOPlugin(Plugin):
         ``better_auth.APIError`` with a code from ``OBO_ERROR_CODES``.
         """
         try:
-            hit = self._l1.get(user_id, application_name)
+            hit = self._l1.lookup(user_id, application_name)
         except TypeError:  # an unhashable argument: say which
             _check_arguments(user_id, application_name)
             raise
         if hit is not None:
-            return hit.copy()
+            self._telemetry.hits[application_name] += 1
+            if hit[1]:  # about to enter the buffer: re-exchange once, in the background
+                self._background.start((user_id, application_name), self._refresh_ahead)
+            return hit[0].copy()
         _check_arguments(user_id, application_name)
         if application_name not in self.applications:
             raise _api_error(self._unknown_application(application_name))
@@ -189,54 +219,38 @@ class OBOPlugin(Plugin):
         self._l1.discard(user_id, application_name)
         return await self._store.purge(user_id, [application_name])
 
+    async def aclose(self) -> None:
+        """Cancel background refreshes still running (call on application shutdown)."""
+        await self._background.aclose()
+
     # --- the work behind a miss ---------------------------------------------------------
 
-    async def _load(self, user_id: str, application: str) -> OBOAccount:
+    async def _load(self, user_id: str, application: str, *, ahead: bool = False) -> OBOAccount:
+        if self._source is None:
+            raise self._settings_error or ConfigurationError()
         started = time.perf_counter()
-        settings = self._require_settings()
-        microsoft = await self._store.microsoft_account(user_id)
-        if microsoft is None:
-            raise AccountNotFoundError()
-        current = self._store.decrypt(microsoft.get("accessToken")) or ""
-        cached = await self._store.read(user_id, application)
-        if cached is not None and self._servable(cached, fingerprint(current)):
-            self._remember(user_id, application, cached)
-            _log(application, "database", started)
-            return cached.account
-        assert self._refresher is not None
-        assertion = await self._refresher.valid_token(microsoft)
-        claims = read_claims(assertion)
-        check_assertion(claims, client_id=settings.client_id)
-        now = self._clock()
-        result = await self._client(claims.tid).exchange(
-            assertion, self.applications[application].scope
+        with self._telemetry.span(application):
+            try:
+                token, source = await self._source.load(user_id, application, ahead=ahead)
+            except OBOError as exc:
+                _log_failure(application, exc, started)
+                self._telemetry.failed(application, exc)
+                raise
+        elapsed = (time.perf_counter() - started) * 1000
+        logger.info(
+            "obo token application=%s source=%s ahead=%s duration_ms=%.1f",
+            application,
+            source,
+            ahead,
+            elapsed,
         )
-        token = await self._save(user_id, application, result, fingerprint(assertion), now)
-        self._remember(user_id, application, token)
-        _log(application, "exchange", started)
+        self._telemetry.served(application, source, elapsed)
+        self._l1.put(user_id, application, token.account, expires_at=token.expires_at)
         return token.account
 
-    async def _save(
-        self, user_id: str, application: str, result: TokenResult, bound_to: str, now: float
-    ) -> CachedToken:
-        try:
-            return await self._store.write(user_id, application, result, bound_to, now)
-        except Exception as exc:
-            # The token is good; only caching failed. Serve it (the original's promise).
-            logger.warning(
-                "could not cache the OBO token for application %r (%s); returning it uncached",
-                application,
-                type(exc).__name__,
-            )
-            return cached_token(user_id, application, result, bound_to, now)
-
-    def _servable(self, cached: CachedToken, bound_to: str) -> bool:
-        return cached.fingerprint == bound_to and cached.expires_at - self.expiry_buffer > (
-            self._clock()
-        )
-
-    def _remember(self, user_id: str, application: str, token: CachedToken) -> None:
-        self._l1.put(user_id, application, token.account, expires_at=token.expires_at)
+    async def _refresh_ahead(self, key: tuple[str, str]) -> None:
+        user_id, application = key
+        await self._flight.run(key, lambda: self._load(user_id, application, ahead=True))
 
     async def _purge_user(self, user_id: str) -> int:
         self._l1.discard(user_id)
@@ -244,13 +258,10 @@ class OBOPlugin(Plugin):
 
     # --- configuration --------------------------------------------------------------
 
-    def _require_settings(self) -> MicrosoftSettings:
-        if self._settings is None:
-            raise self._settings_error or ConfigurationError()
-        return self._settings
-
     def _client(self, tid: str | None) -> EntraClient:
-        settings = self._require_settings()
+        settings = self._settings
+        if settings is None:
+            raise self._settings_error or ConfigurationError()
         endpoint = settings.token_endpoint(tid)
         client = self._clients.get(endpoint)
         if client is None:
@@ -275,6 +286,9 @@ class OBOPlugin(Plugin):
         )
 
 
+_NOT_INITIALISED = "OBOPlugin is not initialised: pass it in BetterAuth(plugins=[...])"
+
+
 def _check_arguments(user_id: object, application_name: object) -> None:
     if not isinstance(application_name, str):
         raise TypeError(f"application_name must be a string, got {type(application_name).__name__}")
@@ -288,10 +302,20 @@ def _check_user_id(user_id: object) -> None:
         raise ValueError("user_id must be a non-empty Better Auth user id (at most 255 characters)")
 
 
+def _log_failure(application: str, exc: OBOError, started: float) -> None:
+    extra = exc.to_extra()
+    logger.info(
+        "obo token failed application=%s code=%s reason=%s aadsts=%s trace_id=%s "
+        "correlation_id=%s duration_ms=%.1f",
+        application,
+        exc.code,
+        extra.get("reason"),
+        ",".join(str(c) for c in extra.get("error_codes", ())),
+        extra.get("trace_id"),
+        extra.get("correlation_id"),
+        (time.perf_counter() - started) * 1000,
+    )
+
+
 def _api_error(exc: OBOError) -> APIError:
     return APIError(exc.status, exc.code, exc.message, exc.to_extra())
-
-
-def _log(application: str, source: str, started: float) -> None:
-    elapsed = (time.perf_counter() - started) * 1000
-    logger.info("obo token application=%s source=%s duration_ms=%.1f", application, source, elapsed)

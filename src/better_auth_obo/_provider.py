@@ -107,7 +107,7 @@ def read_microsoft_settings(auth: BetterAuth) -> MicrosoftSettings:
         )
     authority = (getattr(provider, "authority", None) or DEFAULT_AUTHORITY).rstrip("/")
     tenant = getattr(provider, "tenant_id", None) or "common"
-    scopes: list[str] = [] if provider.disable_default_scope else list(provider.scopes)
+    scopes: list[str] = [] if provider.disable_default_scope else list(provider.scopes or [])
     return MicrosoftSettings(client_id, tenant, authority, tuple(scopes), provider)
 
 
