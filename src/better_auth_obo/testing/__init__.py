@@ -9,16 +9,21 @@ Needs the ``testing`` extra (``pip install better-auth-obo[testing]``)::
         ...
 
 The pytest plugin (``better_auth_obo.testing.pytest_plugin``, registered as an entry
-point) provides the ``entra`` and ``entra_session`` fixtures.
+point) provides the ``entra`` and ``entra_session`` fixtures. Names are imported on
+first use, so loading the plugin costs nothing for projects that never use them.
 """
 
 from __future__ import annotations
 
-from ._emulator import EntraEmulator
-from ._errors import CATALOGUE
-from ._faults import Fault, Faults
-from ._models import App, Certificate, Tenant, TokenRequest, User
-from ._wire import GRAPH_APP_ID, GRAPH_RESOURCE
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._emulator import EntraEmulator
+    from ._errors import CATALOGUE
+    from ._faults import Fault, Faults
+    from ._models import App, Certificate, Tenant, TokenRequest, User
+    from ._wire import GRAPH_APP_ID, GRAPH_RESOURCE
 
 __all__ = [
     "CATALOGUE",
@@ -33,3 +38,29 @@ __all__ = [
     "TokenRequest",
     "User",
 ]
+
+_HOME = {
+    "CATALOGUE": "._errors",
+    "GRAPH_APP_ID": "._wire",
+    "GRAPH_RESOURCE": "._wire",
+    "App": "._models",
+    "Certificate": "._models",
+    "EntraEmulator": "._emulator",
+    "Fault": "._faults",
+    "Faults": "._faults",
+    "Tenant": "._models",
+    "TokenRequest": "._models",
+    "User": "._models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,95 @@
+"""better-auth-server's own Microsoft provider signs in against the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from better_auth import BetterAuth, MemoryAdapter
+from better_auth.adapters.base import Where
+from better_auth.integrations.fastapi import BetterAuthFastAPI
+from entra_helpers import claims
+from fastapi import FastAPI
+
+from better_auth_obo.testing import App, EntraEmulator
+
+OIDC = ["openid", "profile", "email", "offline_access"]
+
+
+async def _sign_in(entra: EntraEmulator, api: App, scopes: list[str] | None) -> dict[str, Any]:
+    provider: dict[str, Any] = {
+        "client_id": api.client_id,
+        "client_secret": api.client_secret,
+        "tenant_id": entra.tenant_id,
+        "authority": entra.authority,
+        "disable_profile_photo": True,
+    }
+    if scopes is not None:
+        provider["scopes"] = scopes
+    async with (
+        httpx.AsyncClient(verify=entra.ssl_context()) as outbound,
+        httpx.AsyncClient(verify=entra.ssl_context()) as browser,
+    ):
+        auth = BetterAuth(
+            secret="s" * 40,
+            base_url="http://testserver",
+            adapter=MemoryAdapter(),
+            social_providers={"microsoft": provider},
+            http_client=outbound,
+        )
+        app = FastAPI()
+        app.include_router(BetterAuthFastAPI(auth).router)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"origin": "http://testserver"},
+        ) as client:
+            start = await client.post(
+                "/api/auth/sign-in/social", json={"provider": "microsoft", "callbackURL": "/"}
+            )
+            authorize = await browser.get(start.json()["url"])
+            assert authorize.status_code == 302, authorize.text
+            callback = await client.get(authorize.headers["location"])
+            assert callback.status_code == 302
+            assert "error" not in callback.headers["location"]
+            (account,) = await auth.adapter.find_many("account", [Where("providerId", "microsoft")])
+    return dict(account)
+
+
+@pytest.fixture
+def api(entra: EntraEmulator) -> App:
+    api = entra.register_app("middle-tier", scopes=["access_as_user"])
+    user = entra.add_user("Ada Lovelace", "ada@contoso.example")
+    entra.auto_sign_in(user)
+    return api
+
+
+async def test_sign_in_for_the_apps_own_scope_stores_an_obo_ready_token(
+    entra: EntraEmulator, api: App
+) -> None:
+    account = await _sign_in(entra, api, [*OIDC, f"{api.client_id}/access_as_user"])
+
+    access = claims(account["accessToken"])
+    assert access["aud"] == api.client_id
+    assert access["scp"] == "access_as_user"
+    assert account["refreshToken"]
+    assert account["accountId"] == access["oid"]
+    grants = [r.grant_type for r in entra.token_requests]
+    assert grants == ["authorization_code"]
+
+
+async def test_default_scopes_store_a_graph_token(entra: EntraEmulator, api: App) -> None:
+    account = await _sign_in(entra, api, None)  # provider default: ... User.Read ...
+
+    assert claims(account["accessToken"])["aud"] == "https://graph.microsoft.com"
+
+
+async def test_the_graph_token_reads_me(entra: EntraEmulator, api: App) -> None:
+    account = await _sign_in(entra, api, None)
+    async with httpx.AsyncClient(verify=entra.ssl_context()) as http:
+        me = await http.get(
+            f"{entra.graph_url}/v1.0/me",
+            headers={"authorization": f"Bearer {account['accessToken']}"},
+        )
+    assert me.json()["userPrincipalName"] == "ada@contoso.example"
