@@ -22,6 +22,7 @@ from better_auth_obo._entra import (
     CLIENT_ASSERTION_TYPE_JWT,
     GRANT_TYPE_JWT_BEARER,
     EntraClient,
+    RetryPolicy,
     TokenResult,
     client_assertion_authenticator,
     client_secret_authenticator,
@@ -769,6 +770,16 @@ async def test_one_log_line_per_request(make: Make, caplog: pytest.LogCaptureFix
         ({"timeout": True}, ValueError),
         ({"timeout": float("nan")}, ValueError),
         ({"timeout": "10"}, ValueError),
+        ({"retry": {"attempts": 3}}, TypeError),
+        ({"sleep": 5}, TypeError),
+        # several credentials: (label, authenticator) pairs, or authenticate, never both
+        ({"authenticators": [("a", client_secret_authenticator(CLIENT_ID, SECRET))]}, TypeError),
+        ({"authenticate": None, "authenticators": []}, ValueError),
+        ({"authenticate": None, "authenticators": [("a", print), ("a", print)]}, ValueError),
+        ({"authenticate": None, "authenticators": [("", print)]}, ValueError),
+        ({"authenticate": None, "authenticators": [("a", None)]}, TypeError),
+        ({"authenticate": None, "authenticators": ["a"]}, TypeError),
+        ({"authenticate": None, "authenticators": "ab"}, TypeError),
     ],
 )
 def test_constructor_validation(kwargs: dict[str, Any], error: type[Exception]) -> None:
@@ -850,3 +861,107 @@ def test_secret_authenticator_method_validation() -> None:
 
 def test_grant_type_constant() -> None:
     assert GRANT_TYPE_JWT_BEARER == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+# --- several credentials (rotation) ---
+
+OLD_SECRET = "Old8Q~expired.secret-value_0987654321zyxw"
+NEW_SECRET = "New8Q~current.secret-value_1122334455vuts"
+
+
+def _by_secret(refusals: dict[str, str], seen: list[str]) -> Handler:
+    """Refuse the secrets in ``refusals`` with that fixture; accept any other."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        secret = form(request)["client_secret"]
+        seen.append(secret)
+        return _response(_load(refusals[secret])) if secret in refusals else ok()
+
+    return handler
+
+
+def _rotating(*secrets: str) -> list[tuple[str, Any]]:
+    return [
+        (f"secret-{n}", client_secret_authenticator(CLIENT_ID, s)) for n, s in enumerate(secrets)
+    ]
+
+
+@pytest.mark.parametrize(
+    "refusal", ["expired_secret_7000222", "invalid_secret_7000215", "bad_client_assertion_700027"]
+)
+async def test_a_refused_credential_gives_way_to_the_next(
+    make: Make, caplog: pytest.LogCaptureFixture, refusal: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="better_auth_obo")
+    seen: list[str] = []
+    client = make(
+        _by_secret({OLD_SECRET: refusal}, seen),
+        authenticate=None,
+        authenticators=_rotating(OLD_SECRET, NEW_SECRET),
+        retry=None,  # rotation is not a retry: it happens with one attempt too
+    )
+    assert client.credential == "secret-0"
+    await client.exchange(ASSERTION, SCOPES)
+    assert seen == [OLD_SECRET, NEW_SECRET]
+    assert client.credential == "secret-1"
+    await client.exchange(ASSERTION, SCOPES)  # the one that worked goes first now
+    assert seen == [OLD_SECRET, NEW_SECRET, NEW_SECRET]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "credential secret-0 was refused" in warnings[0]
+    assert "trying credential secret-1" in warnings[0]
+    assert "secret-1 works" in warnings[1]
+    for secret in (OLD_SECRET, NEW_SECRET):
+        assert secret not in caplog.text
+    assert "credential=secret-0" in caplog.text
+
+
+async def test_when_every_credential_is_refused_the_last_error_is_raised(make: Make) -> None:
+    seen: list[str] = []
+    refusals = {OLD_SECRET: "expired_secret_7000222", NEW_SECRET: "invalid_secret_7000215"}
+    client = make(
+        _by_secret(refusals, seen),
+        authenticate=None,
+        authenticators=_rotating(OLD_SECRET, NEW_SECRET),
+    )
+    with pytest.raises(EntraError) as info:
+        await client.exchange(ASSERTION, SCOPES)
+    assert info.value.error_codes == (7000215,)
+    assert seen == [OLD_SECRET, NEW_SECRET]
+    assert client.credential == "secret-0"
+
+
+@pytest.mark.parametrize(
+    "refusal", ["no_credential_7000218", "consent_required_65001", "unknown_app_700016"]
+)
+async def test_other_errors_do_not_rotate(make: Make, refusal: str) -> None:
+    seen: list[str] = []
+    client = make(
+        _by_secret({OLD_SECRET: refusal}, seen),
+        authenticate=None,
+        authenticators=_rotating(OLD_SECRET, NEW_SECRET),
+    )
+    with pytest.raises(EntraError):
+        await client.exchange(ASSERTION, SCOPES)
+    assert seen == [OLD_SECRET]
+
+
+async def test_a_retry_does_not_go_back_to_a_refused_credential(make: Make) -> None:
+    seen: list[str] = []
+    answers = [_response(_load("expired_secret_7000222")), httpx.Response(503), ok()]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(form(request)["client_secret"])
+        return answers.pop(0)
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    client = make(
+        handler,
+        authenticate=None,
+        authenticators=_rotating(OLD_SECRET, NEW_SECRET),
+        retry=RetryPolicy(),
+        sleep=no_wait,
+    )
+    await client.exchange(ASSERTION, SCOPES)
+    assert seen == [OLD_SECRET, NEW_SECRET, NEW_SECRET]

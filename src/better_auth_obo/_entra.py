@@ -11,19 +11,22 @@ RFC 6749 §5 (token and error responses) and RFC 7523 (JWT bearer grant).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import NamedTuple
 
 import httpx
 
 from ._entra_auth import (
     CLIENT_ASSERTION_TYPE_JWT,
+    AuthenticatorChain,
     ClientAuthenticator,
+    check_key,
+    check_scopes,
     client_assertion_authenticator,
     client_secret_authenticator,
     require_text,
@@ -36,13 +39,21 @@ from ._entra_response import (
     invalid_response,
     is_json_error,
     json_object,
-    parse_retry_after,
     parse_success,
     response_ids,
     response_secrets,
-    scrub,
+    unavailable_error,
+    unexpected_answer,
 )
 from ._errors import EntraError, EntraUnavailableError, OBOError
+from ._retry import (
+    NO_RETRY,
+    Attempt,
+    RetryPolicy,
+    ThrottleMemory,
+    parse_retry_after,
+    run_attempts,
+)
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE_JWT",
@@ -51,6 +62,7 @@ __all__ = [
     "REQUESTED_TOKEN_USE_OBO",
     "ClientAuthenticator",
     "EntraClient",
+    "RetryPolicy",
     "TokenResult",
     "client_assertion_authenticator",
     "client_secret_authenticator",
@@ -63,8 +75,6 @@ REQUESTED_TOKEN_USE_OBO = "on_behalf_of"
 
 logger = logging.getLogger("better_auth_obo")
 
-_WORD = re.compile(r"^[a-z_]{1,64}$")
-_TOKENISH = re.compile(r"^[A-Za-z0-9._~+/=-]{16,}$")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # grant -> (name in log lines, words in messages)
 _GRANTS = {
@@ -90,13 +100,16 @@ class EntraClient:
             token_endpoint="https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token",
             client_id=client_id,
             authenticate=client_secret_authenticator(client_id, secret),
+            retry=RetryPolicy(),
         )
-        result = await client.exchange(user_access_token, ["api://downstream/.default"])
+        result = await client.exchange(user_access_token, ["api://downstream/.default"], key=user)
 
     ``http`` may be a zero-argument callable returning the client (resolved on
-    every call). ``timeout`` follows httpx: ``None`` disables it. No retries
-    here: each call is one attempt, raising ``EntraUnavailableError`` for what
-    is worth retrying.
+    every call). ``timeout`` follows httpx: ``None`` disables it. ``retry`` says
+    when to try again (``None``: one attempt); ``sleep`` waits between attempts.
+    ``authenticators`` replaces ``authenticate`` with several labelled credentials
+    of the same app (rotation): when Entra refuses one as wrong or expired, the next
+    is tried at once, and the one that worked is tried first from then on.
     """
 
     def __init__(
@@ -105,67 +118,120 @@ class EntraClient:
         http: httpx.AsyncClient | Callable[[], httpx.AsyncClient],
         token_endpoint: str,
         client_id: str,
-        authenticate: ClientAuthenticator,
+        authenticate: ClientAuthenticator | None = None,
+        authenticators: Sequence[tuple[str, ClientAuthenticator]] | None = None,
         clock: Callable[[], float] = time.time,
         timeout: float | httpx.Timeout | None = 10.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not isinstance(http, httpx.AsyncClient) and not callable(http):
             raise TypeError("http must be an httpx.AsyncClient or a callable returning one")
         require_text("client_id", client_id)
-        if not callable(authenticate):
-            raise TypeError(
-                "authenticate must be a ClientAuthenticator (see client_secret_authenticator)"
-            )
         if not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
         if not _valid_timeout(timeout):
             raise ValueError(
                 f"timeout must be a positive number of seconds or None, not {timeout!r}"
             )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError("retry must be a RetryPolicy or None")
+        if not callable(sleep):
+            raise TypeError("sleep must be an async callable such as asyncio.sleep")
         self._http = http
         self._token_endpoint = _check_endpoint(token_endpoint)
         self._client_id = client_id
-        self._authenticate = authenticate
+        self._chain = AuthenticatorChain.of(authenticate, authenticators)
         self._clock = clock
         self._timeout = timeout
+        self._retry = retry if retry is not None else NO_RETRY
+        self._sleep = sleep
+        self._throttles = ThrottleMemory()
 
     @property
     def token_endpoint(self) -> str:
         """The token endpoint URL this client posts to."""
         return self._token_endpoint
 
+    @property
+    def credential(self) -> str:
+        """The label of the credential tried first (the one that last worked)."""
+        return self._chain.preferred
+
     def __repr__(self) -> str:
         return (
             f"EntraClient(token_endpoint={self._token_endpoint!r}, client_id={self._client_id!r})"
         )
 
-    async def exchange(self, assertion: str, scopes: Sequence[str]) -> TokenResult:
+    async def exchange(
+        self, assertion: str, scopes: Sequence[str], *, key: Hashable | None = None
+    ) -> TokenResult:
         """Exchange the user's access token for one scoped to a downstream API (the OBO grant).
+
+        ``key`` names the caller for throttling, e.g. ``(user_id, application)``: after
+        Entra answers 429 (or 5xx with ``Retry-After``) for a key, calls with that key
+        fail fast until the wait is over; other keys are never held back.
 
         Example::
 
-            result = await client.exchange(user_access_token, ["api://downstream/.default"])
+            result = await client.exchange(assertion, ["api://downstream/.default"], key=user_id)
         """
         require_text("assertion", assertion)
         # v2-oauth2-on-behalf-of-flow, "First case: Access token request with a shared secret".
         params = {"assertion": assertion, "requested_token_use": REQUESTED_TOKEN_USE_OBO}
-        return await self._attempt(GRANT_TYPE_JWT_BEARER, params, _check_scopes(scopes))
+        return await self._call(GRANT_TYPE_JWT_BEARER, params, check_scopes(scopes), key)
 
-    async def refresh(self, refresh_token: str, scopes: Sequence[str]) -> TokenResult:
+    async def refresh(
+        self, refresh_token: str, scopes: Sequence[str], *, key: Hashable | None = None
+    ) -> TokenResult:
         """Redeem a refresh token for a new access token (and a rotated refresh token).
 
-        Example::
+        ``key`` as for ``exchange``. Example::
 
             result = await client.refresh(stored_refresh_token, ["<client-id>/access_as_user"])
         """
         require_text("refresh_token", refresh_token)
         params = {"refresh_token": refresh_token}
-        return await self._attempt(GRANT_TYPE_REFRESH_TOKEN, params, _check_scopes(scopes))
+        return await self._call(GRANT_TYPE_REFRESH_TOKEN, params, check_scopes(scopes), key)
+
+    async def _call(
+        self, grant: str, params: dict[str, str], requested: tuple[str, ...], key: Hashable | None
+    ) -> TokenResult:
+        """The retry loop: attempts until a result, an error not worth retrying, or the policy
+        gives up. A 4xx OAuth error is raised at once and never remembered (no negative cache)."""
+        check_key(key)
+        if key is not None:
+            self._throttles.check(key, now=self._clock(), what=_GRANTS[grant][0])
+        rejected: set[int] = set()  # credentials Entra refused during this call
+
+        async def once(attempt: Attempt) -> TokenResult:
+            # A credential Entra refuses as wrong or expired gives way to the next at once:
+            # part of this attempt, not a retry.
+            async def send(label: str | None, authenticate: ClientAuthenticator) -> TokenResult:
+                attempt.label = label
+                return await self._attempt(grant, params, requested, authenticate, attempt)
+
+            return await self._chain.first_accepted(send, rejected)
+
+        return await run_attempts(
+            once,
+            policy=self._retry,
+            clock=self._clock,
+            sleep=self._sleep,
+            timeout=self._timeout,
+            throttles=self._throttles,
+            key=key,
+        )
 
     async def _attempt(
-        self, grant: str, params: dict[str, str], requested: tuple[str, ...]
+        self,
+        grant: str,
+        params: dict[str, str],
+        requested: tuple[str, ...],
+        authenticate: ClientAuthenticator,
+        step: Attempt,
     ) -> TokenResult:
-        """Send one request and interpret the answer; a retry loop can wrap exactly this."""
+        """Send one request and interpret the answer; one log line either way."""
         body = {"client_id": self._client_id, "grant_type": grant, **params}
         body["scope"] = " ".join(requested)
         request_id = str(uuid.uuid4())
@@ -175,29 +241,45 @@ class EntraClient:
             "client-request-id": request_id,
             "return-client-request-id": "true",
         }
-        await self._authenticate(body, headers, grant)
+        await authenticate(body, headers, grant)
         secrets = secret_values(body, headers)
-        started = self._clock()
+        # expires_at counts from the request's start (the call's start for the first attempt).
+        started = step.began if step.number == 1 else self._clock()
         t0 = time.perf_counter()
         reply: _Reply | None = None
         try:
-            reply = await self._post(body, headers, request_id)
+            reply = await self._post(body, headers, request_id, step.timeout)
             result = self._interpret(reply, grant, requested, started, request_id, secrets)
         except OBOError as exc:
             if isinstance(exc, EntraError) and exc.correlation_id is None:
                 # invalid_response errors are built without the ids: add what is known.
                 got = reply.headers if reply is not None else httpx.Headers()
                 exc.trace_id, exc.correlation_id = response_ids(None, got, request_id)
-            _log_failure(grant, reply, t0, exc)
+            if isinstance(exc, EntraUnavailableError):
+                # Decided before logging, so the one line says what happens next.
+                step.delay = self._retry.delay(
+                    attempt=step.number,
+                    retry_after=exc.retry_after,
+                    elapsed=self._clock() - step.began,
+                )
+            _log_failure(grant, reply, t0, exc, step)
             raise
         trace_id, correlation_id = response_ids(None, reply.headers, request_id)
         logger.debug(
-            "entra %s ok status=%s duration_ms=%.0f trace_id=%s correlation_id=%s",
-            _GRANTS[grant][0], reply.status, _ms_since(t0), trace_id, correlation_id,
+            "entra %s ok status=%s attempt=%d credential=%s duration_ms=%.0f trace_id=%s "
+            "correlation_id=%s",
+            _GRANTS[grant][0], reply.status, step.number, step.label or "-", _ms_since(t0),
+            trace_id, correlation_id,
         )  # fmt: skip
         return result
 
-    async def _post(self, body: dict[str, str], headers: dict[str, str], request_id: str) -> _Reply:
+    async def _post(
+        self,
+        body: dict[str, str],
+        headers: dict[str, str],
+        request_id: str,
+        timeout: float | httpx.Timeout | None,
+    ) -> _Reply:
         client = self._resolve_client()
         try:
             async with client.stream(
@@ -205,7 +287,7 @@ class EntraClient:
                 self._token_endpoint,
                 data=body,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=timeout,
                 # A redirect is refused below: credentials are never re-sent elsewhere (SSRF).
                 follow_redirects=False,
             ) as response:
@@ -242,7 +324,7 @@ class EntraClient:
                 )
             return parse_success(data, status, requested, started)
         if status == 429 or 500 <= status < 600:
-            raise self._unavailable(reply, data, request_id, secrets)
+            raise unavailable_error(status, reply.headers, data, request_id, self._clock())
         if 300 <= status < 400:
             raise invalid_response(
                 f"Entra ID answered with a redirect (HTTP {status}), which is refused; "
@@ -251,7 +333,9 @@ class EntraClient:
             )
         if data is not None and error:
             if data["error"] == "temporarily_unavailable":
-                raise self._unavailable(reply, data, request_id, secrets)
+                raise unavailable_error(
+                    reply.status, reply.headers, data, request_id, self._clock()
+                )
             raise entra_error(
                 data,
                 status=status,
@@ -261,29 +345,8 @@ class EntraClient:
                 what=_GRANTS[grant][1],
                 client_id=self._client_id,
             )
-        raise invalid_response(_unexpected(reply, data, secrets), status)
-
-    def _unavailable(
-        self,
-        reply: _Reply,
-        data: Mapping[str, Any] | None,
-        request_id: str,
-        secrets: frozenset[str],
-    ) -> EntraUnavailableError:
-        trace_id, correlation_id = response_ids(data, reply.headers, request_id)
-        retry_after = parse_retry_after(reply.headers.get("retry-after"), now=self._clock())
-        detail = f"HTTP {reply.status}"
-        if data is not None and is_json_error(data) and _WORD.match(data["error"]):
-            detail += f", {data['error']}"  # an OAuth error code only, never free text
-        wait = (
-            f"; retry after {retry_after:.0f} s" if retry_after is not None else "; try again later"
-        )
-        return EntraUnavailableError(
-            f"Entra ID is unavailable ({detail}){wait}",
-            retry_after=retry_after,
-            status_code=reply.status,
-            trace_id=trace_id,
-            correlation_id=correlation_id,
+        raise invalid_response(
+            unexpected_answer(status, reply.headers, reply.body, data, secrets), status
         )
 
     def _resolve_client(self) -> httpx.AsyncClient:
@@ -311,54 +374,28 @@ async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-def _unexpected(reply: _Reply, data: Mapping[str, Any] | None, secrets: frozenset[str]) -> str:
-    """Describe a non-2xx answer that is not an OAuth error: a short, sanitized excerpt."""
-    what = f"Entra ID answered HTTP {reply.status} without an OAuth error body"
-    ctype = reply.headers.get("content-type", "").split(";")[0].strip()
-    if ctype:
-        what += f" ({scrub(ctype, secrets)[:64]})"
-    if data is not None:  # JSON of another shape: its fields may be anything, show none
-        return what
-    excerpt = _excerpt(reply.body, secrets)
-    return f"{what}: {excerpt!r}" if excerpt else what
-
-
-def _excerpt(body: bytes, secrets: frozenset[str], limit: int = 160) -> str:
-    text = body[:4096].decode("utf-8", "replace")
-    # Drop markup and anything unprintable, so an HTML error page reads as one short line.
-    out: list[str] = []
-    in_tag = False
-    for char in text:
-        if char == "<":
-            in_tag = True
-        elif char == ">":
-            in_tag = False
-        elif not in_tag:
-            out.append(char if char.isprintable() else " ")
-    # A long unbroken run of token characters may be a token we never saw: drop it.
-    words = ("[redacted]" if _TOKENISH.match(w) else w for w in "".join(out).split())
-    return scrub(" ".join(words), secrets)[:limit]
-
-
 def _ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def _log_failure(grant: str, reply: _Reply | None, t0: float, exc: OBOError) -> None:
+def _log_failure(grant: str, reply: _Reply | None, t0: float, exc: OBOError, step: Attempt) -> None:
     # Only our own fields: error/codes/ids were scrubbed and id-shaped when the error was built.
     if isinstance(exc, EntraError):
         error, reason, codes = exc.error, exc.reason, exc.error_codes
     else:
         error, reason, codes = "unavailable", "unavailable", ()
     logger.info(
-        "entra %s failed status=%s duration_ms=%.0f error=%s codes=%s reason=%s "
-        "trace_id=%s correlation_id=%s",
+        "entra %s failed status=%s attempt=%d credential=%s duration_ms=%.0f error=%s codes=%s "
+        "reason=%s retry_in=%s trace_id=%s correlation_id=%s",
         _GRANTS[grant][0],
         reply.status if reply is not None else None,
+        step.number,
+        step.label or "-",
         _ms_since(t0),
         error,
         ",".join(str(c) for c in codes) or "-",
         reason,
+        f"{step.delay:.3f}" if step.delay is not None else "-",
         getattr(exc, "trace_id", None),
         getattr(exc, "correlation_id", None),
     )
@@ -388,15 +425,3 @@ def _check_endpoint(url: str) -> str:
         "https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token "
         "(plain http is allowed only on loopback)"
     )
-
-
-def _check_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(scopes, str) or not isinstance(scopes, Sequence):
-        raise TypeError("scopes must be a list of strings, e.g. ['api://downstream/.default']")
-    result = tuple(scopes)
-    if not result:
-        raise ValueError("scopes is empty: give at least one scope")
-    for scope in result:
-        if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
-            raise ValueError(f"scope {scope!r} must be a non-empty string without white space")
-    return result

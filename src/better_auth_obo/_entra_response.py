@@ -9,16 +9,20 @@ error codes in your application"). Classification tables cite the AADSTS code li
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timezone
 from typing import Any
 
-from ._errors import ConsentRequiredError, EntraError, InteractionRequiredError
+from ._errors import (
+    ConsentRequiredError,
+    EntraError,
+    EntraUnavailableError,
+    InteractionRequiredError,
+)
+from ._retry import MAX_RETRY_AFTER, parse_retry_after
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -34,12 +38,12 @@ __all__ = [
     "response_ids",
     "response_secrets",
     "scrub",
+    "unavailable_error",
+    "unexpected_answer",
 ]
 
 #: Token responses are a few KiB; anything past this is refused unread.
 MAX_BODY_BYTES = 1 << 20
-#: Longest wait honoured from ``Retry-After`` (RFC 9110 §10.2.3), in seconds.
-MAX_RETRY_AFTER = 300.0
 # Entra's lifetimes are 60-90 min, 20-28 h with CAE (access-tokens doc); 10 days is absurd.
 _MAX_EXPIRES_IN = 10 * 24 * 3600
 _DESCRIPTION_LIMIT = 2000
@@ -49,6 +53,8 @@ _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.?[A-Za-z0-9_-]
 _AADSTS = re.compile(r"AADSTS(\d{4,9})")
 _TRAILER = re.compile(r"\s*Trace ID:.*$", re.DOTALL)
 _TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+_WORD = re.compile(r"^[a-z_]{1,64}$")
+_TOKENISH = re.compile(r"^[A-Za-z0-9._~+/=-]{16,}$")
 
 # --- classification (order: consent, interaction, codes, then the OAuth `error`) ---
 
@@ -341,29 +347,62 @@ def _id(value: object) -> str | None:
     return value if isinstance(value, str) and _ID.match(value) else None
 
 
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), capped at 300.
+def unavailable_error(
+    status: int,
+    headers: Mapping[str, str],
+    data: Mapping[str, Any] | None,
+    request_id: str,
+    now: float,
+) -> EntraUnavailableError:
+    """429, 5xx or ``temporarily_unavailable``: worth retrying, after ``Retry-After`` if sent."""
+    trace_id, correlation_id = response_ids(data, headers, request_id)
+    retry_after = parse_retry_after(headers.get("retry-after"), now=now)
+    detail = f"HTTP {status}"
+    if data is not None and is_json_error(data) and _WORD.match(data["error"]):
+        detail += f", {data['error']}"  # an OAuth error code only, never free text
+    wait = f"; retry after {retry_after:.0f} s" if retry_after is not None else "; try again later"
+    return EntraUnavailableError(
+        f"Entra ID is unavailable ({detail}){wait}",
+        retry_after=retry_after,
+        status_code=status,
+        trace_id=trace_id,
+        correlation_id=correlation_id,
+    )
 
-    Accepts delay-seconds (``"120"``) or an HTTP-date; ``None`` when absent or unparsable.
 
-    Example::
+def unexpected_answer(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    data: Mapping[str, Any] | None,
+    secrets: frozenset[str],
+) -> str:
+    """Describe a non-2xx answer that is not an OAuth error: a short, sanitized excerpt."""
+    what = f"Entra ID answered HTTP {status} without an OAuth error body"
+    ctype = headers.get("content-type", "").split(";")[0].strip()
+    if ctype:
+        what += f" ({scrub(ctype, secrets)[:64]})"
+    if data is not None:  # JSON of another shape: its fields may be anything, show none
+        return what
+    excerpt = _excerpt(body, secrets)
+    return f"{what}: {excerpt!r}" if excerpt else what
 
-        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=time.time())
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        seconds = float(text) if len(text) <= 6 else MAX_RETRY_AFTER
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - now
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+def _excerpt(body: bytes, secrets: frozenset[str], limit: int = 160) -> str:
+    text = body[:4096].decode("utf-8", "replace")
+    # Drop markup and anything unprintable, so an HTML error page reads as one short line.
+    out: list[str] = []
+    in_tag = False
+    for char in text:
+        if char == "<":
+            in_tag = True
+        elif char == ">":
+            in_tag = False
+        elif not in_tag:
+            out.append(char if char.isprintable() else " ")
+    # A long unbroken run of token characters may be a token we never saw: drop it.
+    words = ("[redacted]" if _TOKENISH.match(w) else w for w in "".join(out).split())
+    return scrub(" ".join(words), secrets)[:limit]
 
 
 # --- body helpers ---
