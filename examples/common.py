@@ -9,7 +9,6 @@ point it at the emulator).
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,13 @@ from better_auth import APIError, BetterAuth
 from better_auth.adapters.sqlalchemy import SQLAlchemyAdapter
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from better_auth_obo import OBO_ERROR_CODES, OBOPlugin
+from better_auth_obo import (
+    OBO_ERROR_CODES,
+    OBOPlugin,
+    claims_challenge,
+    sign_in_again,
+    www_authenticate,
+)
 
 __all__ = ["ExampleConfig", "build_auth", "call_downstream", "close", "error_response"]
 
@@ -115,11 +120,13 @@ def error_response(exc: APIError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """
     extra = exc.extra or {}
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    claims = extra.get("claims")
-    if claims:
+    sign_in = sign_in_again(exc)  # the /sign-in/social body that sends the user back
+    if sign_in is not None:
+        body["signIn"] = sign_in
+    claims = claims_challenge(exc)
+    challenge = www_authenticate(exc)
+    if claims is not None and challenge is not None:
         body["claims"] = claims
-        encoded = base64.b64encode(str(claims).encode()).decode()
-        challenge = f'Bearer error="insufficient_claims", claims="{encoded}"'
         return 401, body, {"WWW-Authenticate": challenge}
     codes = OBO_ERROR_CODES
     if exc.code in (
