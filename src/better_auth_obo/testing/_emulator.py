@@ -11,15 +11,13 @@ from types import MappingProxyType, TracebackType
 from ._faults import Faults
 from ._keys import KeySet
 from ._models import App, Tenant, TokenRequest, User
-from ._scopes import GRAPH, Resource, find_resource, resource_of_app
+from ._scopes import GRAPH, Resource, named_permissions, resolve_audience
 from ._server import ServerThread, build_app
 from ._state import ADMIN, Directory
 from ._tokens import Grant, TokenIssuer
-from ._wire import GRAPH_RESOURCE, new_guid, opaque
+from ._wire import new_guid, opaque
 
 __all__ = ["EntraEmulator"]
-
-Audience = App | str
 
 
 class EntraEmulator:
@@ -272,18 +270,6 @@ class EntraEmulator:
         self._directory.expire_secret(app.client_id, secret)
 
     # -- consent and policies ----------------------------------------------------------------
-    def _permissions(self, scope: str, tenant: Tenant) -> tuple[Resource, list[str]]:
-        identifier, _, permission = scope.rpartition("/")
-        resource = find_resource(self._directory, identifier or GRAPH_RESOURCE, tenant.tenant_id)
-        if resource is None:
-            raise ValueError(f"no resource {identifier!r} in tenant {tenant.domain}")
-        if permission == ".default":
-            return resource, sorted(resource.scopes | resource.roles)
-        known = resource.knows(permission) or resource.knows(permission, roles=True)
-        if known is None:
-            raise ValueError(f"{resource.display} exposes no permission {permission!r}")
-        return resource, [known]
-
     def grant_consent(
         self, client: App, *scopes: str, user: User | None = None, tenant: Tenant | None = None
     ) -> None:
@@ -293,7 +279,7 @@ class EntraEmulator:
         way appear in client-credentials tokens; ``{resource}/.default`` grants all."""
         tenant = tenant or self._directory.tenants[client.tenant_id]
         for scope in scopes:
-            resource, perms = self._permissions(scope, tenant)
+            resource, perms = named_permissions(self._directory, scope, tenant.tenant_id)
             principal = user.oid if user else ADMIN
             self._directory.grant(
                 tenant.tenant_id, client.client_id, principal, resource.client_id, perms
@@ -304,11 +290,15 @@ class EntraEmulator:
         if not scopes:
             self._directory.revoke(client.client_id, resource=None, perms=None)
         for scope in scopes:
-            resource, perms = self._permissions(scope, self._directory.tenants[client.tenant_id])
+            resource, perms = named_permissions(self._directory, scope, client.tenant_id)
             self._directory.revoke(client.client_id, resource=resource.client_id, perms=perms)
 
     def require_mfa(
-        self, user: User | None = None, *, resource: Audience | None = None, error_code: int = 50076
+        self,
+        user: User | None = None,
+        *,
+        resource: App | str | None = None,
+        error_code: int = 50076,
     ) -> None:
         """Conditional Access: tokens for ``user`` (default: everyone) and ``resource``
         (default: any) need MFA. Non-interactive grants without it get a claims challenge
@@ -322,7 +312,7 @@ class EntraEmulator:
         """Conditional Access blocks ``user`` (default: all) for ``app`` (default: all): 53003."""
         self._directory.block(user.oid if user else None, app.client_id if app else None)
 
-    def set_token_lifetime(self, seconds: int, *, resource: Audience | None = None) -> None:
+    def set_token_lifetime(self, seconds: int, *, resource: App | str | None = None) -> None:
         """Lifetime of access tokens for ``resource`` (default: all resources)."""
         if seconds <= 0:
             raise ValueError("seconds must be positive")
@@ -341,19 +331,14 @@ class EntraEmulator:
         self._directory.auto_any = enabled and user is None
 
     # -- tokens ------------------------------------------------------------------------------
-    def _resource(self, audience: Audience) -> Resource:
-        if isinstance(audience, App):
-            return resource_of_app(audience)
-        found = find_resource(self._directory, audience, self.tenant_id)
-        if found is None:
-            raise ValueError(f"unknown audience {audience!r}")
-        return found
+    def _resource(self, audience: App | str) -> Resource:
+        return resolve_audience(self._directory, audience, self.tenant_id)
 
     def issue_token(
         self,
         user: User,
         *,
-        audience: Audience,
+        audience: App | str,
         scopes: Iterable[str] | None = None,
         lifetime: int | None = None,
         client: App | None = None,
@@ -364,13 +349,8 @@ class EntraEmulator:
         audience app itself) for ``audience`` (an App, or ``"https://graph.microsoft.com"``).
         ``issued_at`` in the past with a short ``lifetime`` gives an expired token."""
         resource = self._resource(audience)
-        names = (
-            list(scopes)
-            if scopes is not None
-            else sorted(resource.scopes)[:1]
-            if resource is GRAPH
-            else list(resource.scopes)
-        )
+        default = ["User.Read"] if resource is GRAPH else list(resource.scopes)
+        names = default if scopes is None else list(scopes)
         unknown = [s for s in names if resource.knows(s) is None]
         if unknown:
             raise ValueError(f"{resource.display} exposes no scope {unknown}")
@@ -389,7 +369,7 @@ class EntraEmulator:
         self,
         client: App,
         *,
-        audience: Audience,
+        audience: App | str,
         roles: Iterable[str] = (),
         lifetime: int | None = None,
     ) -> str:

@@ -15,7 +15,15 @@ from ._models import App
 from ._state import Directory
 from ._wire import GRAPH_APP_ID, GRAPH_RESOURCE, GRAPH_ROLES, GRAPH_SCOPES, OIDC_SCOPES
 
-__all__ = ["GRAPH", "RequestedScopes", "Resource", "parse_scopes", "resource_of_app"]
+__all__ = [
+    "GRAPH",
+    "RequestedScopes",
+    "Resource",
+    "named_permissions",
+    "parse_scopes",
+    "resolve_audience",
+    "resource_of_app",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,3 +135,30 @@ def parse_scopes(
         default=default,
         by_uri=by_uri,
     )
+
+
+def resolve_audience(directory: Directory, audience: App | str, tenant_id: str) -> Resource:
+    """The resource an ``App`` or identifier (GUID, App ID URI, Graph URL) names."""
+    if isinstance(audience, App):
+        return resource_of_app(audience)
+    found = find_resource(directory, audience, tenant_id)
+    if found is None:
+        raise ValueError(f"unknown audience {audience!r}")
+    return found
+
+
+def named_permissions(
+    directory: Directory, scope: str, tenant_id: str
+) -> tuple[Resource, list[str]]:
+    """What a consent grant for ``scope`` covers: one permission (delegated scope or
+    app role), or all of them for ``{resource}/.default``. Raises ValueError."""
+    identifier, permission = _split(scope)
+    resource = find_resource(directory, identifier, tenant_id)
+    if resource is None:
+        raise ValueError(f"no resource {identifier!r} in tenant {tenant_id}")
+    if permission == ".default":
+        return resource, sorted(resource.scopes | resource.roles)
+    known = resource.knows(permission) or resource.knows(permission, roles=True)
+    if known is None:
+        raise ValueError(f"{resource.display} exposes no permission {permission!r}")
+    return resource, [known]
