@@ -60,8 +60,8 @@ def authenticate(
     if "client_assertion" in form:
         _check_assertion(directory, app, form, audiences)
         return ClientAuth("private_key_jwt", "2")
-    if "client_secret" in form or basic is not None:
-        secret = form["client_secret"] if "client_secret" in form else basic[1]  # type: ignore[index]
+    secret = form.get("client_secret", basic[1] if basic else None)
+    if secret is not None:
         state = directory.secret_state(app.client_id, secret)
         if state == "expired":
             raise EntraError(7000222, client_id=app.client_id)

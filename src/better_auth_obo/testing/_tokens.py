@@ -22,7 +22,7 @@ from ._keys import KeySet
 from ._models import App, User
 from ._scopes import Resource
 from ._state import Directory
-from ._wire import b64url_json, opaque, pairwise_sub
+from ._wire import GRAPH_APP_ID, b64url_json, opaque, pairwise_sub
 
 __all__ = ["BadToken", "Grant", "TokenIssuer"]
 
@@ -112,11 +112,7 @@ class TokenIssuer:
             claims |= {"appid": grant.client.client_id, "appidacr": grant.azpacr}
             claims["app_displayname"] = grant.client.name
         claims |= self._subject_claims(grant, version)
-        headers = (
-            {"nonce": opaque()}
-            if grant.resource.client_id == "00000003-0000-0000-c000-000000000000"
-            else None
-        )
+        headers = {"nonce": opaque()} if grant.resource.client_id == GRAPH_APP_ID else None
         return self.keys.sign(claims, extra_headers=headers), seconds
 
     def _subject_claims(self, grant: Grant, version: int) -> dict[str, Any]:
