@@ -234,14 +234,30 @@ async def test_missing_consent_is_classified(world: World) -> None:
     assert info.value.extra["error_codes"] == [65001]
 
 
-async def test_throttling_is_503_with_retry_after(world: World) -> None:
+async def test_short_throttling_is_waited_out(world: World) -> None:
     user_id = await sign_in(world)
-    world.entra.faults.throttle(retry_after=3)
+    fault = world.entra.faults.throttle(retry_after=1)
+    token = await world.plugin.get_obo_token(user_id=user_id, application_name="files")
+    assert token["accessToken"]
+    assert fault.hits == 1
+    assert world.exchanges() == 2
+
+
+async def test_long_throttling_is_503_with_retry_after(world: World) -> None:
+    user_id = await sign_in(world)
+    world.entra.faults.throttle(retry_after=120)  # beyond the 5 s cap: don't wait
     with pytest.raises(APIError) as info:
         await world.plugin.get_obo_token(user_id=user_id, application_name="files")
     assert (info.value.status, info.value.code) == (503, "ENTRA_UNAVAILABLE")
     assert info.value.extra is not None
-    assert info.value.extra["retryAfter"] == 3
+    assert info.value.extra["retryAfter"] == 120
+    token = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    assert token["accessToken"]  # another key of the same user is not held back
+
+
+async def test_dropped_connection_is_retried(world: World) -> None:
+    user_id = await sign_in(world)
+    world.entra.faults.drop_connection()
     token = await world.plugin.get_obo_token(user_id=user_id, application_name="files")
     assert token["accessToken"]
 
@@ -307,3 +323,59 @@ async def test_outage_serves_cached_token_inside_buffer(world: World) -> None:
     world.entra.faults.fail(status=503, times=None)
     again = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
     assert again["accessToken"] == first["accessToken"]
+
+
+async def _plugin_with(world: World, make_auth: MakeAuth, **options: Any) -> OBOPlugin:
+    plugin = OBOPlugin(applications={"graph": {"scope": [GRAPH_USER_READ]}}, **options)
+    await make_auth(
+        clean=False,
+        adapter=world.auth.adapter,
+        social_providers={"microsoft": microsoft(world.entra, world.api)},
+        plugins=[plugin],
+        http_client=world.auth.http,
+        account=world.auth.account,
+    )
+    return plugin
+
+
+@pytest.mark.parametrize("algorithm", ["PS256", "RS256"])
+async def test_certificate_credential(world: World, make_auth: MakeAuth, algorithm: str) -> None:
+    from better_auth_obo import ClientCertificate
+
+    certificate = world.api.add_certificate()
+    credential = ClientCertificate(
+        private_key_pem=certificate.private_key_pem,
+        certificate_pem=certificate.certificate_pem,
+        algorithm=algorithm,  # type: ignore[arg-type]
+    )
+    user_id = await sign_in(world)
+    plugin = await _plugin_with(world, make_auth, credentials=[credential])
+    token = await plugin.get_obo_token(user_id=user_id, application_name="graph")
+    assert token["accessToken"]
+    (request,) = [
+        r for r in world.entra.token_requests if r.grant_type and "jwt-bearer" in r.grant_type
+    ]
+    assert request.auth_method == "private_key_jwt"
+
+
+async def test_expired_secret_rotates_to_the_next_credential(
+    world: World, make_auth: MakeAuth, caplog: pytest.LogCaptureFixture
+) -> None:
+    from better_auth_obo import ClientSecret
+
+    old = str(world.api.client_secret)
+    new = world.entra.add_secret(world.api)
+    user_id = await sign_in(world)  # signs in with the old secret, still valid
+    world.entra.expire_secret(world.api, old)
+    plugin = await _plugin_with(
+        world, make_auth, credentials=[("old", ClientSecret(old)), ("new", ClientSecret(new))]
+    )
+    token = await plugin.get_obo_token(user_id=user_id, application_name="graph")
+    assert token["accessToken"]
+    codes = [
+        r.error_code for r in world.entra.token_requests if r.grant_type and "jwt" in r.grant_type
+    ]
+    assert codes == [7000222, None]
+    assert "old" in caplog.text
+    assert old not in caplog.text
+    assert new not in caplog.text

@@ -37,9 +37,14 @@ API = {"scope": ["api://downstream/Files.Read", "api://downstream/Files.Write"]}
 class Clock:
     def __init__(self) -> None:
         self.now = time.time()
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture
@@ -56,6 +61,7 @@ async def setup(
     make_auth: MakeAuth, wire: WireEntra, clock: Clock, **plugin_options: Any
 ) -> tuple[BetterAuth, OBOPlugin]:
     auth_options = plugin_options.pop("auth_options", {})
+    plugin_options.setdefault("sleep", clock.sleep)  # retries wait on the test clock
     plugin = OBOPlugin(
         applications=plugin_options.pop("applications", {"graph": GRAPH, "my-api": API}),
         clock=clock,
@@ -230,18 +236,66 @@ async def test_claims_challenge_is_in_extra(
     assert info.value.extra["reason"] == "interaction_required"
 
 
-@pytest.mark.parametrize(("status", "headers"), [(503, {}), (500, {}), (429, {"retry-after": "7"})])
-async def test_entra_unavailable_is_503(
-    make_auth: MakeAuth, wire: WireEntra, clock: Clock, status: int, headers: dict[str, str]
+@pytest.mark.parametrize("status", [500, 503])
+async def test_transient_failures_are_retried(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock, status: int
 ) -> None:
     auth, plugin = await setup(make_auth, wire, clock)
     user = await seed_user(auth)
-    wire.fail_next(status, b"Too Many Requests", headers)
+    wire.fail_next(status, {"error": "temporarily_unavailable"})
+    token = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    assert token["accessToken"]
+    assert len(wire.exchanges) == 2
+    assert len(clock.slept) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_entra_unavailable_after_retries_is_503(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock, status: int
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock)
+    user = await seed_user(auth)
+    for _ in range(3):
+        wire.fail_next(status, b"<html>Service Unavailable</html>")
     with pytest.raises(APIError) as info:
         await plugin.get_obo_token(user_id=user["id"], application_name="graph")
     assert (info.value.status, info.value.code) == (503, "ENTRA_UNAVAILABLE")
-    if headers:
-        assert info.value.extra is not None and info.value.extra["retryAfter"] == 7
+    assert len(wire.exchanges) == 3
+
+
+async def test_one_users_throttling_is_not_everybodys(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock)
+    throttled, other = await seed_user(auth), await seed_user(auth)
+    wire.fail_next(429, b"Too Many Requests", {"retry-after": "60"})  # beyond the 5 s cap
+    with pytest.raises(APIError) as info:
+        await plugin.get_obo_token(user_id=throttled["id"], application_name="graph")
+    assert (info.value.status, info.value.code) == (503, "ENTRA_UNAVAILABLE")
+    assert info.value.extra is not None
+    assert info.value.extra["retryAfter"] == 60
+    with pytest.raises(APIError):  # the same key waits, without asking Entra
+        await plugin.get_obo_token(user_id=throttled["id"], application_name="graph")
+    assert len(wire.exchanges) == 1
+    await plugin.get_obo_token(user_id=other["id"], application_name="graph")
+    await plugin.get_obo_token(user_id=throttled["id"], application_name="my-api")
+    assert len(wire.exchanges) == 3
+    clock.now += 61
+    await plugin.get_obo_token(user_id=throttled["id"], application_name="graph")
+    assert len(wire.exchanges) == 4
+
+
+async def test_a_400_is_never_remembered(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock)
+    user = await seed_user(auth)
+    wire.fail_next(400, {"error": "invalid_grant", "error_codes": [65001]})
+    with pytest.raises(APIError):
+        await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    token = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    assert token["accessToken"]
+    assert len(wire.exchanges) == 2
 
 
 async def test_error_codes_are_registered(

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 from ._config import OBOApplication
+from ._credentials import ClientCertificate, ClientSecret, credential_expiry_warnings
 from ._errors import (
     OBO_ERROR_CODES,
     AccountNotFoundError,
@@ -27,13 +28,17 @@ from ._errors import (
     ReauthenticationRequiredError,
     UnknownApplicationError,
 )
+from ._lease import Lease, NullLease, PostgresAdvisoryLease, RedisLease
 from ._plugin import OBOPlugin
+from ._retry import RetryPolicy
 from ._stepup import claims_challenge, sign_in_again, www_authenticate
 from ._store import OBOAccount
 
 __all__ = [
     "OBO_ERROR_CODES",
     "AccountNotFoundError",
+    "ClientCertificate",
+    "ClientSecret",
     "ConfigurationError",
     "ConsentRequiredError",
     "EntraError",
@@ -41,14 +46,20 @@ __all__ = [
     "ErrorCode",
     "InteractionRequiredError",
     "InvalidAssertionError",
+    "Lease",
+    "NullLease",
     "OBOAccount",
     "OBOApplication",
     "OBOConfigurationWarning",
     "OBOError",
     "OBOPlugin",
+    "PostgresAdvisoryLease",
     "ReauthenticationRequiredError",
+    "RedisLease",
+    "RetryPolicy",
     "UnknownApplicationError",
     "claims_challenge",
+    "credential_expiry_warnings",
     "sign_in_again",
     "www_authenticate",
 ]

@@ -9,9 +9,11 @@ Our exceptions become ``better_auth.APIError`` here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -22,7 +24,13 @@ from ._assertion import application_scope_problems
 from ._background import BackgroundRefresh
 from ._cache import SingleFlight, TokenCache
 from ._config import OBOApplication, normalize_applications
-from ._entra import EntraClient
+from ._credentials import (
+    ClientCertificate,
+    ClientSecret,
+    Credential,
+    credential_expiry_warnings,
+)
+from ._entra import ClientAuthenticator, EntraClient
 from ._errors import (
     OBO_ERROR_CODES,
     ConfigurationError,
@@ -38,6 +46,7 @@ from ._provider import (
     warn,
 )
 from ._refresh import MicrosoftTokenRefresher
+from ._retry import RetryPolicy
 from ._source import TokenSource
 from ._store import OBOAccount, OBOStore
 from ._telemetry import Telemetry
@@ -48,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["OBOPlugin"]
 
 logger = logging.getLogger("better_auth_obo")
+
+_DEFAULT_RETRY = RetryPolicy()
 
 
 def _positive(name: str, value: Any) -> float:
@@ -86,9 +97,12 @@ class OBOPlugin(Plugin):
         cache_max_entries: int = 10_000,
         cache_revalidate_after: float = 30.0,
         lease: Lease | None = None,
+        credentials: Sequence[Credential | tuple[str, Credential]] | None = None,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.applications: Mapping[str, OBOApplication] = normalize_applications(applications)
         self.expiry_buffer = _positive("expiry_buffer", expiry_buffer)
@@ -100,8 +114,15 @@ class OBOPlugin(Plugin):
         if lease is not None and not callable(getattr(lease, "hold", None)):
             raise TypeError("lease must have a hold(key, ttl=...) method, e.g. RedisLease(redis)")
         self._lease: Lease = lease if lease is not None else NullLease()
+        self._credentials = _labelled(credentials)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError("retry must be a RetryPolicy, or None for a single attempt")
+        self._retry = retry
+        self._sleep = sleep
         self._http_client = http_client
         self._timeout = _positive("timeout", timeout)
+        if self._timeout == 0:
+            raise ValueError("timeout must be more than 0 seconds")
         self._clock = clock
         self._l1: TokenCache[OBOAccount] = TokenCache(
             max_entries=cache_max_entries,
@@ -175,6 +196,8 @@ class OBOPlugin(Plugin):
             lease_ttl=self._timeout * 2,
         )
         warn(configuration_warnings(settings))
+        now = datetime.fromtimestamp(self._clock(), timezone.utc)
+        warn(credential_expiry_warnings(self._credentials, now=now))
 
     def hooks(self) -> HookSet:
         return self._lifecycle.hooks
@@ -269,12 +292,24 @@ class OBOPlugin(Plugin):
                 http=self._http,
                 token_endpoint=endpoint,
                 client_id=settings.client_id,
-                authenticate=settings.authenticator(endpoint),
+                authenticators=self._authenticators(settings, endpoint),
                 clock=self._clock,
                 timeout=self._timeout,
+                retry=self._retry,
+                sleep=self._sleep,
             )
             self._clients[endpoint] = client
         return client
+
+    def _authenticators(
+        self, settings: MicrosoftSettings, endpoint: str
+    ) -> list[tuple[str, ClientAuthenticator]]:
+        if not self._credentials:  # the provider's own secret or client assertion
+            return [("provider", settings.authenticator(endpoint))]
+        return [
+            (label, credential.authenticator(settings.client_id, endpoint))
+            for label, credential in self._credentials
+        ]
 
     def _http(self) -> httpx.AsyncClient:
         return self._http_client if self._http_client is not None else self.auth.http
@@ -284,6 +319,26 @@ class OBOPlugin(Plugin):
         return UnknownApplicationError(
             f"Unknown OBO application {str(name)[:64]!r}; configured applications: {known}"
         )
+
+
+def _labelled(
+    credentials: Sequence[Credential | tuple[str, Credential]] | None,
+) -> list[tuple[str, Credential]]:
+    """Credentials as ``(label, credential)``; a bare one is labelled by kind and position."""
+    if credentials is None:
+        return []
+    if not isinstance(credentials, (list, tuple)):
+        raise TypeError("credentials must be a list of ClientSecret / ClientCertificate")
+    labelled: list[tuple[str, Credential]] = []
+    for index, item in enumerate(credentials):
+        label, credential = item if isinstance(item, tuple) else (None, item)
+        if not isinstance(credential, (ClientSecret, ClientCertificate)):
+            raise TypeError(
+                f"credentials[{index}] must be a ClientSecret or a ClientCertificate, "
+                f"got {type(credential).__name__}"
+            )
+        labelled.append((label or f"{type(credential).__name__.lower()}-{index}", credential))
+    return labelled
 
 
 _NOT_INITIALISED = "OBOPlugin is not initialised: pass it in BetterAuth(plugins=[...])"

@@ -100,7 +100,8 @@ class MicrosoftTokenRefresher:
             )
         try:
             tid = _tenant_of(token)
-            result = await self._entra(tid).refresh(refresh_token, self._scopes)
+            user_key = ("refresh", str(account["userId"]))
+            result = await self._entra(tid).refresh(refresh_token, self._scopes, key=user_key)
         except EntraUnavailableError:
             if remaining > MIN_ASSERTION_LIFETIME:
                 logger.warning("Entra unavailable for refresh; using the current Microsoft token")

@@ -19,7 +19,7 @@ from ._assertion import check_assertion, fingerprint, read_claims
 from ._config import OBOApplication
 from ._entra import EntraClient, TokenResult
 from ._errors import AccountNotFoundError, EntraUnavailableError
-from ._lease import Lease
+from ._lease import Lease, NullLease
 from ._refresh import MicrosoftTokenRefresher
 from ._store import CachedToken, OBOStore, cached_token
 
@@ -65,7 +65,9 @@ class TokenSource:
             assert cached is not None
             return cached, "database"
         async with self.lease.hold(f"{user_id}:{application}", ttl=self.lease_ttl) as held:
-            if held:  # another process may have written it while we waited
+            # Another process may have written it while we waited (also when the wait
+            # timed out: the holder was probably still exchanging). NullLease: no wait.
+            if held is not True or not isinstance(self.lease, NullLease):
                 again = await self.store.read(user_id, application)
                 if self._good(again, current, keep):
                     assert again is not None
@@ -100,7 +102,7 @@ class TokenSource:
         check_assertion(claims, client_id=self.client_id)
         now = self.clock()
         result = await self.client_for(claims.tid).exchange(
-            assertion, self.applications[application].scope
+            assertion, self.applications[application].scope, key=(user_id, application)
         )
         return await self._save(user_id, application, result, fingerprint(assertion), now)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -34,34 +35,60 @@ def _load(name: str) -> Any:
         return None
 
 
+class _Instruments:
+    """One set of instruments per process, shared by every plugin instance: the SDK keeps
+    the first instrument registered under a name, so per-instance callbacks would be lost."""
+
+    def __init__(self) -> None:
+        self.sources: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+        trace = _load("opentelemetry.trace")
+        self.metrics = _load("opentelemetry.metrics")
+        self.tracer = trace.get_tracer("better_auth_obo") if trace else None
+        self.tokens = self.duration = self.errors = None
+        if self.metrics is not None:
+            meter = self.metrics.get_meter("better_auth_obo")
+            self.tokens = meter.create_counter("obo.tokens", description="OBO tokens served")
+            self.duration = meter.create_histogram(
+                "obo.exchange.duration", unit="ms", description="time to produce a token on a miss"
+            )
+            self.errors = meter.create_counter("obo.errors", description="failed OBO requests")
+            meter.create_observable_counter(
+                "obo.tokens.memory", callbacks=[self._observe_hits], description="L1 hits"
+            )
+
+    def _observe_hits(self, options: Any) -> Iterator[Any]:
+        totals: Counter[str] = Counter()
+        for source in list(self.sources):
+            totals.update(source.hits)
+        for application, count in totals.items():
+            yield self.metrics.Observation(count, {"application": application, "source": "memory"})
+
+
+_INSTRUMENTS: _Instruments | None = None
+
+
+def _instruments() -> _Instruments:
+    global _INSTRUMENTS
+    if _INSTRUMENTS is None:
+        _INSTRUMENTS = _Instruments()
+    return _INSTRUMENTS
+
+
 class Telemetry:
     """Counts and spans for the plugin; every method is cheap when OpenTelemetry is absent."""
 
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()  # application -> memory hits (hot path)
-        trace = _load("opentelemetry.trace")
-        metrics = _load("opentelemetry.metrics")
-        self._tracer = trace.get_tracer("better_auth_obo") if trace else None
-        self._tokens = self._duration = self._errors = None
-        if metrics is not None:
-            meter = metrics.get_meter("better_auth_obo")
-            self._tokens = meter.create_counter("obo.tokens", description="OBO tokens served")
-            self._duration = meter.create_histogram(
-                "obo.exchange.duration", unit="ms", description="time to produce a token on a miss"
-            )
-            self._errors = meter.create_counter("obo.errors", description="failed OBO requests")
-            meter.create_observable_counter(
-                "obo.tokens.memory", callbacks=[self._observe_hits], description="L1 hits"
-            )
+        shared = _instruments()
+        shared.sources.add(self)
+        self._tracer = shared.tracer
+        self._tokens = shared.tokens
+        self._duration = shared.duration
+        self._errors = shared.errors
 
     @property
     def enabled(self) -> bool:
         return self._tracer is not None or self._tokens is not None
-
-    def _observe_hits(self, options: Any) -> Iterator[Any]:
-        metrics = _load("opentelemetry.metrics")
-        for application, count in self.hits.items():
-            yield metrics.Observation(count, {"application": application, "source": "memory"})
 
     @contextlib.contextmanager
     def span(self, application: str) -> Iterator[None]:
