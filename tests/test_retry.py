@@ -342,7 +342,8 @@ async def test_log_lines_carry_attempt_and_retry_delay(
     caplog.set_level(logging.DEBUG, logger="better_auth_obo")
     handler, _ = answers(busy(503), busy(429, "2"), ok())
     await make(handler).exchange(ASSERTION, SCOPES)
-    first, second, done = (r.getMessage() for r in caplog.records)
+    ours = [r for r in caplog.records if r.name == "better_auth_obo"]
+    first, second, done = (r.getMessage() for r in ours)
     assert "entra obo failed status=503 attempt=1" in first
     assert "retry_in=0.100" in first
     assert "entra obo failed status=429 attempt=2" in second
@@ -360,7 +361,7 @@ async def test_the_final_failure_logs_no_retry(
     handler, _ = answers(fixture("throttled_429_text"))
     with pytest.raises(EntraUnavailableError):
         await make(handler).exchange(ASSERTION, SCOPES)
-    [record] = caplog.records
+    [record] = [r for r in caplog.records if r.name == "better_auth_obo"]
     assert "attempt=1" in record.getMessage()
     assert "retry_in=-" in record.getMessage()
 
