@@ -21,20 +21,30 @@ import httpx
 import jwt
 from better_auth import BetterAuth
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests._leaks import register
 
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_SECRET = "wire-secret-value-123"
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 AUTHORITY = "https://login.example.test"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+register(CLIENT_SECRET)
+
+
+def register_value(value: str) -> str:
+    register(value)
+    return value
 
 
 def make_jwt(**claims: Any) -> str:
     """An RS256 JWT (not verified by the plugin; the emulator signs real ones)."""
     now = int(time.time())
     body = {"iat": now, "nbf": now, "exp": now + 3600, "ver": "2.0", "tid": TENANT_ID}
+    body["uti"] = uuid.uuid4().hex  # every token distinct, even for concurrent requests
     body.update(claims)
-    return jwt.encode(body, _KEY, algorithm="RS256", headers={"kid": "k1"})
+    token = jwt.encode(body, _KEY, algorithm="RS256", headers={"kid": "k1"})
+    register(token)
+    return token
 
 
 def user_token(*, aud: str = CLIENT_ID, exp: float | None = None, **claims: Any) -> str:
@@ -102,7 +112,7 @@ class WireEntra:
             body = {
                 "token_type": "Bearer",
                 "access_token": token,
-                "refresh_token": f"rt-{uuid.uuid4()}",
+                "refresh_token": register_value(f"rt-{uuid.uuid4()}"),
             }
         else:
             return httpx.Response(400, json={"error": "unsupported_grant_type"})
@@ -124,6 +134,7 @@ async def seed_user(
     )
     assert user is not None
     token = token or user_token()
+    register(token, refresh_token)
     expires = expires_at if expires_at is not None else time.time() + 3600
     encrypt = auth.account.encrypt_oauth_tokens
     from better_auth.crypto import symmetric_encrypt

@@ -113,3 +113,52 @@ def make_auth(database: Database) -> MakeAuth:
 def make_server_auth(server_database: Database) -> MakeAuth:
     """Like make_auth, on a database server several processes can share."""
     return _maker(server_database)
+
+
+# --- the suite-wide leak check (tests/_leaks.py) ------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def leak_scan(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import logging
+
+    import better_auth
+    import better_auth.types
+    from tests._leaks import SCAN, RecordCollector, error_texts
+
+    collector = RecordCollector()
+    logger = logging.getLogger("better_auth_obo")
+    previous = logger.level
+    logger.addHandler(collector)
+    logger.setLevel(logging.DEBUG)
+    errors: list[BaseException] = []
+    original_init = better_auth.types.APIError.__init__
+
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:  # the host's class
+        original_init(self, *args, **kwargs)
+        errors.append(self)
+
+    monkeypatch.setattr(better_auth.types.APIError, "__init__", recording_init)
+    try:
+        yield
+    finally:
+        logger.removeHandler(collector)
+        logger.setLevel(previous)
+    hits_before = len(SCAN.hits)
+    for text in collector.texts:
+        SCAN.scan("log record", text)
+    for error in errors:
+        SCAN.scan(f"APIError {getattr(error, 'code', '?')}", error_texts(error))
+    SCAN.records += len(collector.texts)
+    SCAN.errors += len(errors)
+    new = SCAN.hits[hits_before:]
+    assert not new, "secret leaked: " + "; ".join(new)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests._leaks import SCAN
+
+    terminalreporter.write_line(
+        f"leak scan: {SCAN.records} log records and {SCAN.errors} API errors checked "
+        f"against {len(SCAN.secrets)} registered secrets: {len(SCAN.hits)} hits"
+    )

@@ -18,8 +18,10 @@ import pytest
 from better_auth import APIError, BetterAuth, MemoryAdapter
 from better_auth.adapters.base import Where
 from better_auth.config import AccountOptions
+from better_auth.crypto import is_likely_encrypted, symmetric_decrypt
 from better_auth.integrations.fastapi import BetterAuthFastAPI
 from fastapi import FastAPI
+from tests._leaks import register
 from tests.conftest import SECRET, MakeAuth
 
 from better_auth_obo import OBOConfigurationWarning, OBOPlugin
@@ -67,6 +69,7 @@ async def world(entra: EntraEmulator, make_auth: MakeAuth) -> AsyncIterator[Worl
     entra.grant_consent(api, GRAPH_USER_READ, downstream.scope("Files.Read"))
     user = entra.add_user("Ada Lovelace", "ada@contoso.example")
     entra.auto_sign_in(user)
+    register(api.client_secret, downstream.client_secret, SECRET)
     plugin = OBOPlugin(
         applications={
             "graph": {"scope": [GRAPH_USER_READ]},
@@ -106,7 +109,17 @@ async def sign_in(world: World, **body: Any) -> str:
     assert callback.status_code in (302, 303), callback.text
     assert "error" not in callback.headers["location"], callback.headers["location"]
     session = await world.app_client.get("/api/auth/get-session")
-    return str(session.json()["user"]["id"])
+    user_id = str(session.json()["user"]["id"])
+    rows = await world.auth.adapter.find_many(
+        "account", [Where("userId", user_id), Where("providerId", "microsoft")]
+    )
+    for row in rows:  # the stored Microsoft tokens are secrets for the leak check
+        for column in ("accessToken", "refreshToken", "idToken"):
+            value = row.get(column)
+            if value and is_likely_encrypted(value):
+                value = symmetric_decrypt(world.auth.secret, value)
+            register(value)
+    return user_id
 
 
 async def test_sign_in_then_obo_for_two_applications(world: World) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from entra_helpers import GRAPH_USER_READ, Trio
+from tests._leaks import register
 
 from better_auth_obo.testing import EntraEmulator
 
@@ -25,4 +26,5 @@ def trio(entra: EntraEmulator) -> Trio:
     entra.grant_consent(api, GRAPH_USER_READ, downstream.scope("Files.Read"))
     user = entra.add_user("Ada Lovelace", "ada@contoso.example")
     assertion = entra.issue_token(user, audience=api, scopes=["access_as_user"])
+    register(api.client_secret, downstream.client_secret, assertion)
     return Trio(api, downstream, user, assertion)
