@@ -136,12 +136,14 @@ async def obo_setup(
     adapter: BaseAdapter | None = None,
     cache_max_entries: int = 10_000,
     cache_revalidate_after: float = 30.0,
+    **options: Any,
 ) -> tuple[BetterAuth, OBOPlugin]:
     """A BetterAuth with the Microsoft provider and an OBOPlugin for one application."""
     plugin = OBOPlugin(
         applications={app: {"scope": [SCOPE]} for app in application_names(applications)},
         cache_max_entries=cache_max_entries,
         cache_revalidate_after=cache_revalidate_after,
+        **options,
     )
     auth = BetterAuth(
         secret=SECRET,

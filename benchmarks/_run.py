@@ -18,6 +18,7 @@ from ._emulated import emulated_cold_run
 from ._hit import dict_lookup, hit_path
 from ._msal import msal_app, msal_hit
 from ._original import per_call_read, postgres_url, sqlite_url
+from ._scale import processes, steady_across_expiry
 from ._stats import Timing, time_sync
 
 Row = tuple[str, str, str, str]
@@ -115,6 +116,28 @@ async def run(quick: bool) -> list[Row]:
             f"{many.exchanges} exchanges, {many.distinct_tokens} tokens",
             "exactly 100",
             _mark(many.exchanges == 100 and many.distinct_tokens == 100),
+        )
+    )
+    for lease in (False, True):
+        race = await processes(lease=lease)
+        limit = 1 if lease else race.processes
+        rows.append(
+            (
+                f"{race.processes} processes on PostgreSQL, one cold key"
+                + (", advisory-lock lease" if lease else ", no lease"),
+                f"{race.rows} row, {race.exchanges} exchanges",
+                f"1 row; {'1 exchange' if lease else f'≤ {race.processes} exchanges'}",
+                _mark(race.rows == 1 and race.exchanges <= limit),
+            )
+        )
+    steady = await steady_across_expiry()
+    rows.append(
+        (
+            f"steady load across {steady.expiries} expiries (proactive refresh)",
+            f"{steady.waited} of {steady.calls:,} callers waited on the network, "
+            f"{steady.exchanges} exchanges",
+            "0 callers waiting at expiry",
+            _mark(steady.waited == 0),
         )
     )
     for label, runner in (

@@ -272,8 +272,11 @@ class OBOPlugin(Plugin):
         return token.account
 
     async def _refresh_ahead(self, key: tuple[str, str]) -> None:
+        # Not through the callers' single-flight: a caller whose memory entry lapses
+        # meanwhile must find the still-good row in the database, not wait on this exchange.
+        # BackgroundRefresh already keeps it to one task per key.
         user_id, application = key
-        await self._flight.run(key, lambda: self._load(user_id, application, ahead=True))
+        await self._load(user_id, application, ahead=True)
 
     async def _purge_user(self, user_id: str) -> int:
         self._l1.discard(user_id)
