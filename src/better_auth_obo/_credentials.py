@@ -14,6 +14,7 @@ claims ``aud`` = token endpoint, ``iss`` = ``sub`` = client id, ``jti``, ``iat``
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -193,9 +194,15 @@ class ClientCertificate:
         """Signs a new assertion for every token request (``aud`` = ``token_endpoint``)."""
         require_text("client_id", client_id)
         require_text("token_endpoint", token_endpoint)
-        return client_assertion_authenticator(
-            client_id, lambda: self.sign_assertion(client_id, token_endpoint, now=clock())
-        )
+
+        async def sign() -> str:
+            # An RSA signature costs about a millisecond of CPU: off the event loop, so a
+            # cold stampede does not stall every other request of the app.
+            return await asyncio.to_thread(
+                self.sign_assertion, client_id, token_endpoint, now=clock()
+            )
+
+        return client_assertion_authenticator(client_id, sign)
 
 
 #: Either kind of client credential.
