@@ -1,9 +1,9 @@
 """Steady load across expiry (proactive refresh) and several OS processes on PostgreSQL.
 
 - ``steady_across_expiry``: a fake clock advances one second per round (one real
-  millisecond) while every key is asked for once per round, across three token lifetimes; a call that takes longer than
-  half the token endpoint's latency waited on the network. With proactive refresh none
-  should, after the first (cold) round.
+  millisecond) while every key is asked for once per round, across three token
+  lifetimes; a call that takes longer than half the token endpoint's latency waited on
+  the network. With proactive refresh none should, after the first (cold) round.
 - ``processes``: four worker processes (``tests/_worker.py``), each its own BetterAuth and
   OBOPlugin on one PostgreSQL database, race on one cold key; rows and exchanges are
   counted, with and without the advisory-lock lease.
@@ -12,23 +12,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from better_auth import BetterAuth
 from better_auth.adapters.base import Where
 from better_auth.adapters.sqlalchemy import SQLAlchemyAdapter
 from sqlalchemy.ext.asyncio import create_async_engine
 from tests._fakes import user_token
+from tests._worker import run_workers
 
 from ._doubles import APPLICATION, SECRET, FastEntra, obo_setup, seed_users
 from ._original import postgres_url
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Clock:
@@ -93,24 +89,7 @@ async def processes(*, lease: bool, count: int = 4) -> Processes:
             "lease": "postgres" if lease else None,
             "start_at": time.time() + 4,
         }
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests._worker",
-                json.dumps(spec),
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            for _ in range(count)
-        ]
-        outputs = [await proc.communicate() for proc in procs]
-        exchanges = 0
-        for proc, (out, err) in zip(procs, outputs, strict=True):
-            if proc.returncode != 0:
-                raise RuntimeError(err.decode()[-500:])
-            exchanges += json.loads(out.decode().strip().splitlines()[-1])["exchanges"]
+        exchanges = sum(await run_workers(spec, count))
         rows = await auth.adapter.find_many(
             "account", [Where("providerId", "microsoft:", "starts_with")]
         )

@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from better_auth import BetterAuth
@@ -56,6 +57,32 @@ async def main(spec: dict[str, object]) -> None:
     if redis_client is not None:
         await redis_client.aclose()
     print(json.dumps({"exchanges": len(wire.exchanges)}))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run_workers(spec: dict[str, object], count: int) -> list[int]:
+    """Start ``count`` worker processes on ``spec``; the exchanges each one made."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests._worker",
+            json.dumps(spec),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    exchanges = []
+    for proc in procs:
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed: {err.decode()[-2000:]}")
+        exchanges.append(int(json.loads(out.decode().strip().splitlines()[-1])["exchanges"]))
+    return exchanges
 
 
 if __name__ == "__main__":

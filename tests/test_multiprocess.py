@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import secrets
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from better_auth.adapters.base import Where
 from tests._fakes import provider, seed_user
+from tests._worker import run_workers
 from tests.conftest import MakeAuth
 
 from better_auth_obo import OBOPlugin
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 REDIS_URL = os.environ.get("OBO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -46,24 +40,7 @@ async def test_processes_racing_write_one_row_per_key(
         "applications": ["a", "b"],
         "start_at": time.time() + 3,
     }
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests._worker",
-            json.dumps(spec),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(processes)
-    ]
-    outputs = [await proc.communicate() for proc in procs]
-    for proc, (_, err) in zip(procs, outputs, strict=False):
-        assert proc.returncode == 0, err.decode()[-2000:]
-    exchanges = [
-        json.loads(out.decode().strip().splitlines()[-1])["exchanges"] for out, _ in outputs
-    ]
+    exchanges = await run_workers(spec, processes)
     keys_total = len(users) * 2
     if lease is None:  # each process makes at most one exchange per key
         assert all(count <= keys_total for count in exchanges)
