@@ -575,3 +575,25 @@ async def test_without_outage_grace_the_outage_is_an_error(
     with pytest.raises(APIError) as info:
         await plugin.get_obo_token(user_id=user["id"], application_name="graph")
     assert info.value.code == "ENTRA_UNAVAILABLE"
+
+
+async def test_unlink_during_an_exchange_leaves_nothing_servable(
+    make_auth: MakeAuth, wire: WireEntra, clock: Clock
+) -> None:
+    auth, plugin = await setup(make_auth, wire, clock)
+    wire.delay = 0.05
+    user = await seed_user(auth)
+    pending = asyncio.ensure_future(
+        plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    )
+    for _ in range(200):  # until the exchange is in flight
+        if wire.exchanges:
+            break
+        await asyncio.sleep(0.005)
+    await auth.internal.delete_many(
+        "account", [Where("userId", user["id"]), Where("providerId", "microsoft")]
+    )
+    await pending  # the caller that asked before the unlink still gets its token
+    with pytest.raises(APIError) as info:
+        await plugin.get_obo_token(user_id=user["id"], application_name="graph")
+    assert info.value.code == "MICROSOFT_ACCOUNT_NOT_FOUND"

@@ -136,6 +136,8 @@ class OBOPlugin(Plugin):
         self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(clock=clock)
         self._lifecycle = Lifecycle(purge=self._purge_user, forget=self._l1.discard)
         self._clients: dict[str, EntraClient] = {}
+        # user -> purges so far: a load that started before a purge does not refill L1
+        self._purges: dict[str, int] = {}
         self._settings: MicrosoftSettings | None = None
         self._settings_error: ConfigurationError | None = None
         self._auth_ref: BetterAuth | None = None
@@ -252,6 +254,7 @@ class OBOPlugin(Plugin):
         if self._source is None:
             raise self._settings_error or ConfigurationError()
         started = time.perf_counter()
+        generation = self._purges.get(user_id, 0)
         with self._telemetry.span(application):
             try:
                 token, source = await self._source.load(user_id, application, ahead=ahead)
@@ -268,7 +271,8 @@ class OBOPlugin(Plugin):
             elapsed,
         )
         self._telemetry.served(application, source, elapsed)
-        self._l1.put(user_id, application, token.account, expires_at=token.expires_at)
+        if self._purges.get(user_id, 0) == generation:  # not purged while we worked
+            self._l1.put(user_id, application, token.account, expires_at=token.expires_at)
         return token.account
 
     async def _refresh_ahead(self, key: tuple[str, str]) -> None:
@@ -279,6 +283,9 @@ class OBOPlugin(Plugin):
         await self._load(user_id, application, ahead=True)
 
     async def _purge_user(self, user_id: str) -> int:
+        if len(self._purges) > 100_000:  # bounded; a lost count only risks one L1 entry
+            self._purges.clear()
+        self._purges[user_id] = self._purges.get(user_id, 0) + 1
         self._l1.discard(user_id)
         return await self._store.purge(user_id)
 
