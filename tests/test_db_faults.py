@@ -202,16 +202,6 @@ async def test_killed_connections_fail_clearly_and_recover(
         await plugin.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "plugin bug: _plugin.py _check_user_id (line ~363) accepts a user id PostgreSQL "
-        "cannot store (a NUL byte, a lone surrogate), so the host adapter's DBAPIError "
-        "('invalid byte sequence for encoding \"UTF8\": 0x00') escapes get_obo_token and "
-        "revoke_obo_tokens instead of a ValueError; MemoryAdapter and SQLite answer "
-        "MICROSOFT_ACCOUNT_NOT_FOUND"
-    ),
-)
 @pytest.mark.parametrize("user_id", ["user\x00id", "user\ud800id"], ids=["nul", "surrogate"])
 async def test_a_user_id_postgresql_cannot_store_is_refused_as_a_value_error(
     make_auth: MakeAuth, user_id: str

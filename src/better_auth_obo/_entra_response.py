@@ -187,10 +187,12 @@ def parse_success(
             f"Entra ID answered HTTP {status} without a usable access_token", status
         )
     expires_in = _seconds(data.get("expires_in"))
-    if expires_in is None:
+    # At least 1 s: a token already expired on arrival is no token (and expiries are
+    # stored in whole seconds, so anything shorter would be stored in the past).
+    if expires_in is None or expires_in < 1:
         raise invalid_response(
             f"Entra ID answered HTTP {status} without a valid expires_in "
-            f"(a number of seconds from 0 to {_MAX_EXPIRES_IN})",
+            f"(a number of seconds from 1 to {_MAX_EXPIRES_IN})",
             status,
         )
     ext_expires_at = None

@@ -365,6 +365,18 @@ def _check_user_id(user_id: object) -> None:
         raise TypeError(f"user_id must be a string, got {type(user_id).__name__}")
     if not user_id or len(user_id) > 255:
         raise ValueError("user_id must be a non-empty Better Auth user id (at most 255 characters)")
+    if "\x00" in user_id or (not user_id.isprintable() and _unencodable(user_id)):
+        raise ValueError(
+            "user_id contains a NUL byte or an unpaired surrogate; no database can hold it"
+        )
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _log_failure(application: str, exc: OBOError, started: float) -> None:
