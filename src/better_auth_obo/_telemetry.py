@@ -41,7 +41,7 @@ class _Instruments:
 
     def __init__(self) -> None:
         self.sources: weakref.WeakSet[Telemetry] = weakref.WeakSet()
-        trace = _load("opentelemetry.trace")
+        self.trace = trace = _load("opentelemetry.trace")
         self.metrics = _load("opentelemetry.metrics")
         self.tracer = trace.get_tracer("better_auth_obo") if trace else None
         self.tokens = self.duration = self.errors = None
@@ -65,6 +65,15 @@ class _Instruments:
 
 
 _INSTRUMENTS: _Instruments | None = None
+
+
+def _tracing_configured() -> bool:
+    # Until the app installs a tracer provider the API hands out no-op spans, which still
+    # cost tens of microseconds a miss; skip them (checked per call: it may come later).
+    trace = _instruments().trace
+    return trace is not None and not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    )
 
 
 def _instruments() -> _Instruments:
@@ -93,7 +102,7 @@ class Telemetry:
     @contextlib.contextmanager
     def span(self, application: str) -> Iterator[None]:
         """A span around one miss (no-op without OpenTelemetry)."""
-        if self._tracer is None:
+        if self._tracer is None or not _tracing_configured():
             yield
             return
         with self._tracer.start_as_current_span(
