@@ -26,6 +26,7 @@ from ._errors import (
     OBOConfigurationWarning,
     OBOError,
     ReauthenticationRequiredError,
+    StorageUnavailableError,
     UnknownApplicationError,
 )
 from ._lease import Lease, NullLease, PostgresAdvisoryLease, RedisLease
@@ -57,6 +58,7 @@ __all__ = [
     "ReauthenticationRequiredError",
     "RedisLease",
     "RetryPolicy",
+    "StorageUnavailableError",
     "UnknownApplicationError",
     "claims_challenge",
     "credential_expiry_warnings",

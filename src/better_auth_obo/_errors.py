@@ -13,7 +13,8 @@ Every failure inside the library raises one of these. The plugin boundary
      ├── EntraError                    OBO_EXCHANGE_FAILED (502): Entra answered with an error
      │    ├── InteractionRequiredError      claims challenge / MFA (``claims`` attribute)
      │    └── ConsentRequiredError          AADSTS65001
-     └── EntraUnavailableError         ENTRA_UNAVAILABLE (503): network, timeout, 5xx, 429
+     ├── EntraUnavailableError         ENTRA_UNAVAILABLE (503): network, timeout, 5xx, 429
+     └── StorageUnavailableError       STORAGE_UNAVAILABLE (503): the host's database failed
 
 Messages say what to do next and never carry a token, an assertion or a secret.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "OBOConfigurationWarning",
     "OBOError",
     "ReauthenticationRequiredError",
+    "StorageUnavailableError",
     "UnknownApplicationError",
 ]
 
@@ -76,6 +78,9 @@ OBO_ERROR_CODES: Mapping[str, ErrorCode] = _table(
     ),
     ErrorCode("OBO_EXCHANGE_FAILED", 502, "Entra ID rejected the On-Behalf-Of exchange"),
     ErrorCode("ENTRA_UNAVAILABLE", 503, "Entra ID is unavailable; try again later"),
+    ErrorCode(
+        "STORAGE_UNAVAILABLE", 503, "The Better Auth database is unavailable; try again later"
+    ),
     ErrorCode(
         "MISSING_CREDENTIALS",
         500,
@@ -270,6 +275,36 @@ class EntraUnavailableError(OBOError):
         if self.correlation_id is not None:
             extra["correlation_id"] = self.correlation_id
         return extra
+
+
+class StorageUnavailableError(OBOError):
+    """The Better Auth database failed (connection lost, refused, timed out).
+
+    The message names the driver's exception type only: a database error's own text can
+    carry the statement's parameters, tokens among them.
+    """
+
+    code = "STORAGE_UNAVAILABLE"
+
+    def to_extra(self) -> dict[str, Any]:
+        return {"reason": "storage_unavailable"}
+
+
+#: Packages whose exceptions mean "the database failed" rather than a bug of ours.
+_STORAGE_PACKAGES = frozenset(
+    {"sqlalchemy", "asyncpg", "aiomysql", "pymysql", "asyncmy", "aiosqlite", "sqlite3"}
+)
+
+
+def storage_error(exc: BaseException) -> StorageUnavailableError | None:
+    """Our error for a database failure raised by the host's adapter, else None."""
+    package = type(exc).__module__.split(".")[0]
+    if package in _STORAGE_PACKAGES or isinstance(exc, (ConnectionError, TimeoutError)):
+        return StorageUnavailableError(
+            "The Better Auth database failed "
+            f"({type(exc).__name__}); try again later, and check the database if it persists"
+        )
+    return None
 
 
 def _describe(error: str, description: str | None) -> str:

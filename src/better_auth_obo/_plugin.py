@@ -36,6 +36,7 @@ from ._errors import (
     ConfigurationError,
     OBOError,
     UnknownApplicationError,
+    storage_error,
 )
 from ._lease import Lease, NullLease
 from ._lifecycle import Lifecycle
@@ -237,12 +238,18 @@ class OBOPlugin(Plugin):
     async def revoke_obo_tokens(self, user_id: str, application_name: str | None = None) -> int:
         """Delete the user's cached OBO tokens (one application, or all); returns rows deleted."""
         _check_user_id(user_id)
-        if application_name is None:
-            return await self._purge_user(user_id)
-        if application_name not in self.applications:
+        if application_name is not None and application_name not in self.applications:
             raise _api_error(self._unknown_application(application_name))
-        self._l1.discard(user_id, application_name)
-        return await self._store.purge(user_id, [application_name])
+        try:
+            if application_name is None:
+                return await self._purge_user(user_id)
+            self._l1.discard(user_id, application_name)
+            return await self._store.purge(user_id, [application_name])
+        except Exception as exc:
+            error = storage_error(exc)
+            if error is None:
+                raise
+            raise _api_error(error) from None
 
     async def aclose(self) -> None:
         """Cancel background refreshes still running (call on application shutdown)."""
@@ -258,10 +265,15 @@ class OBOPlugin(Plugin):
         with self._telemetry.span(application):
             try:
                 token, source = await self._source.load(user_id, application, ahead=ahead)
-            except OBOError as exc:
-                _log_failure(application, exc, started)
-                self._telemetry.failed(application, exc)
-                raise
+            except Exception as exc:
+                error = exc if isinstance(exc, OBOError) else storage_error(exc)
+                if error is None:
+                    raise
+                _log_failure(application, error, started)
+                self._telemetry.failed(application, error)
+                if error is exc:
+                    raise
+                raise error from None  # the driver's text may hold statement parameters
         elapsed = (time.perf_counter() - started) * 1000
         logger.info(
             "obo token application=%s source=%s ahead=%s duration_ms=%.1f",
