@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +84,18 @@ async def world(entra: EntraEmulator, make_auth: MakeAuth) -> AsyncIterator[Worl
         http_client=outbound,
         account=AccountOptions(encrypt_oauth_tokens=True),
     )
+    async with outbound, clients(auth, entra) as (app_client, entra_client):
+        yield World(entra, api, downstream, user, auth, plugin, app_client, entra_client)
+
+
+@asynccontextmanager
+async def clients(
+    auth: BetterAuth, entra: EntraEmulator
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The browser's two sides: the app (FastAPI over ASGI) and the emulator (TLS)."""
     app = FastAPI()
     app.include_router(BetterAuthFastAPI(auth).router)
     async with (
-        outbound,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://testserver",
@@ -94,7 +103,7 @@ async def world(entra: EntraEmulator, make_auth: MakeAuth) -> AsyncIterator[Worl
         ) as app_client,
         httpx.AsyncClient(verify=entra.ssl_context(), timeout=10) as entra_client,
     ):
-        yield World(entra, api, downstream, user, auth, plugin, app_client, entra_client)
+        yield app_client, entra_client
 
 
 async def sign_in(world: World, **body: Any) -> str:
@@ -182,17 +191,7 @@ async def test_default_provider_scopes_give_a_graph_token_that_is_refused(
             http_client=outbound,
         )
     assert any("Graph" in str(w.message) for w in warned)
-    app = FastAPI()
-    app.include_router(BetterAuthFastAPI(auth).router)
-    async with (
-        outbound,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://testserver",
-            headers={"origin": "http://testserver"},
-        ) as app_client,
-        httpx.AsyncClient(verify=entra.ssl_context()) as entra_client,
-    ):
+    async with outbound, clients(auth, entra) as (app_client, entra_client):
         world = World(entra, api, api, user, auth, plugin, app_client, entra_client)
         user_id = await sign_in(world)
         before = len(entra.token_requests)
