@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import httpx
 from better_auth import BetterAuth, MemoryAdapter
 from better_auth.adapters.base import BaseAdapter, Where
-from tests._fakes import provider, user_token
+from tests._fakes import metadata_answer, provider, token_oid, user_token
 
 from better_auth_obo import OBOPlugin
 
@@ -47,6 +47,9 @@ class FastEntra:
         return httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
+        metadata = metadata_answer(request)  # discovery and keys, for the assertion check
+        if metadata is not None:
+            return metadata
         form = parse_qs(request.content.decode())
         if form.get("grant_type", [""])[0].endswith("jwt-bearer"):
             self.exchanges += 1
@@ -149,7 +152,7 @@ async def obo_setup(
         secret=SECRET,
         base_url="http://bench.example",
         adapter=adapter or IndexedMemoryAdapter(),
-        social_providers={"microsoft": provider()},
+        social_providers={"microsoft": provider(disable_id_token_sign_in=True)},
         plugins=[plugin],
         http_client=entra.client(),
     )
@@ -159,14 +162,21 @@ async def obo_setup(
     return auth, plugin
 
 
-async def seed_users(auth: BetterAuth, count: int, *, token: str | None = None) -> list[str]:
+async def seed_users(
+    auth: BetterAuth, count: int, *, token: str | None = None, tokens: list[str] | None = None
+) -> list[str]:
     """``count`` users, each with a Microsoft account row holding a delegated token.
 
     Written through the adapter, as Better Auth's sign-in leaves them (``seed_user`` in
     ``tests/_fakes.py`` goes through the internal adapter's hooks, too slow for 100,000).
-    One assertion is shared: the plugin keys on the user, not on the token.
+    One assertion is shared: the plugin keys on the user, not on the token. Every
+    account carries its ``oid`` as ``accountId``, so it verifies (once: the verdict is
+    remembered per token and account id); ``_miss.py`` measures verification itself.
     """
     token = token or user_token()
+    stored = tokens or [token] * count  # ``tokens``: one of each user's own
+    oids = [token_oid(t) for t in dict.fromkeys(stored)]
+    oid_of = dict(zip(dict.fromkeys(stored), oids, strict=True))
     now = datetime.now(timezone.utc)
     expires = datetime.fromtimestamp(time.time() + 3600, timezone.utc)
     ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -186,14 +196,14 @@ async def seed_users(auth: BetterAuth, count: int, *, token: str | None = None) 
             "id": str(uuid.uuid4()),
             "userId": uid,
             "providerId": "microsoft",
-            "accountId": f"oid-{uid}",
-            "accessToken": token,
+            "accountId": oid_of[stored[n]],
+            "accessToken": stored[n],
             "accessTokenExpiresAt": expires,
             "scope": "openid",
             "createdAt": now,
             "updatedAt": now,
         }
-        for uid in ids
+        for n, uid in enumerate(ids)
     ]
     await insert(auth.adapter, "user", users)
     await insert(auth.adapter, "account", accounts)

@@ -16,6 +16,7 @@ import warnings
 from ._cold import cold_run, stampede
 from ._emulated import emulated_cold_run
 from ._hit import dict_lookup, hit_path
+from ._miss import miss_cost
 from ._msal import msal_app, msal_hit
 from ._original import per_call_read, postgres_url, sqlite_url
 from ._scale import processes, steady_across_expiry
@@ -166,6 +167,16 @@ async def run(quick: bool) -> list[Row]:
                 "",
             )
         )
+    miss = await miss_cost()
+    rows.append(
+        (
+            f"miss: CPU per exchange, {miss.users} users, each token verified the first time",
+            f"{miss.first_ms:.2f} ms (verdict remembered: {miss.again_ms:.2f} ms)",
+            f"verification adds {miss.verification_ms:.2f} ms "
+            f"({miss.first_ms / miss.again_ms:.2f}×) to a first miss, nothing to a hit",
+            "",
+        )
+    )
     entry = hits[scale].entry_bytes
     if entry is not None:
         total = entry * 100_000 / 1e6

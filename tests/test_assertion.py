@@ -271,7 +271,7 @@ def test_graph_token_says_how_to_fix_the_provider_scopes() -> None:
 def test_wrong_audience(aud: str) -> None:
     with pytest.raises(InvalidAssertionError) as info:
         check_assertion(claims(aud=aud), client_id=CLIENT_ID)
-    assert info.value.reason == "wrong_audience"
+    assert info.value.reason == "audience"
     assert aud in str(info.value)
     assert f"'{CLIENT_ID}/access_as_user'" in str(info.value)
 

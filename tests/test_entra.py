@@ -259,8 +259,12 @@ async def test_expires_at_uses_the_clock_at_request_start(make: Make) -> None:
     [
         ({}, tuple(SCOPES), "Bearer"),
         ({"scope": "  "}, tuple(SCOPES), "Bearer"),
-        ({"scope": None, "token_type": None, "refresh_token": ""}, tuple(SCOPES), "Bearer"),
-        ({"scope": "a  b\tc", "token_type": "bearer"}, ("a", "b", "c"), "bearer"),
+        ({"scope": None, "refresh_token": ""}, tuple(SCOPES), "Bearer"),
+        (
+            {"scope": "api://downstream/a  api://downstream/b\topenid", "token_type": "bearer"},
+            ("api://downstream/a", "api://downstream/b", "openid"),
+            "bearer",
+        ),
         ({"expires_in": "3599"}, tuple(SCOPES), "Bearer"),  # v1 sent numeric strings
     ],
 )
@@ -296,6 +300,9 @@ async def test_success_defaults(
         (httpx.Response(200, content=b'{"access_token":"x","expires_in":1e999}'), "expires_in"),
         (ok(ext_expires_in="soon"), "ext_expires_in"),
         (ok(token_type=5), "token_type"),
+        (ok(token_type=None), "without a token_type"),
+        (ok(token_type=""), "without a token_type"),
+        (httpx.Response(200, json={"access_token": "x", "expires_in": 60}), "token_type"),
         (ok(scope=["a"]), "scope"),
         (ok(refresh_token={"t": 1}), "refresh_token"),
         (ok(id_token=7), "id_token"),
@@ -699,7 +706,8 @@ async def test_no_token_or_secret_in_messages_reprs_or_logs(
     error_body |= {"access_token": access, "refresh_token": refresh, "id_token": id_token}
     answers = [
         httpx.Response(200, json={"access_token": access, "expires_in": 60,
-                                  "refresh_token": refresh, "id_token": id_token}),
+                                  "token_type": "Bearer", "refresh_token": refresh,
+                                  "id_token": id_token}),
         httpx.Response(400, json=error_body),
         httpx.Response(503, json=error_body, headers={"x-ms-request-id": REFRESH}),
         httpx.Response(400, text=leaky),

@@ -22,7 +22,7 @@ import pytest
 from better_auth import APIError, BetterAuth, MemoryAdapter
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from tests._fakes import make_jwt, provider, seed_user
+from tests._fakes import make_jwt, metadata_answer, provider, seed_user
 from tests.conftest import SECRET
 
 from better_auth_obo import OBO_ERROR_CODES, OBOPlugin
@@ -234,6 +234,9 @@ class Endpoint:
     sleeps: list[float] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        metadata = metadata_answer(request)  # discovery and keys: the fuzz is the token endpoint
+        if metadata is not None:
+            return metadata
         if self.answers:
             self.served += 1
             return self.answers.pop(0).response(request)

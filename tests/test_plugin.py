@@ -29,6 +29,7 @@ from tests._fakes import (
 from tests.conftest import MakeAuth
 
 from better_auth_obo import OBO_ERROR_CODES, OBOPlugin
+from better_auth_obo._store import is_cached_token_row
 
 GRAPH = {"scope": ["https://graph.microsoft.com/.default"]}
 API = {"scope": ["api://downstream/Files.Read", "api://downstream/Files.Write"]}
@@ -78,7 +79,7 @@ async def setup(
 
 async def obo_rows(auth: BetterAuth, user_id: str) -> list[dict[str, Any]]:
     rows = await auth.adapter.find_many("account", [Where("userId", user_id)])
-    return [r for r in rows if r["providerId"].startswith("microsoft:")]
+    return [r for r in rows if is_cached_token_row(r)]
 
 
 # --- the exchange request -------------------------------------------------------------
@@ -380,7 +381,7 @@ async def test_new_sign_in_unbinds_cached_token(
     (ms,) = await auth.adapter.find_many(
         "account", [Where("userId", user["id"]), Where("providerId", "microsoft")]
     )
-    new_token = user_token()
+    new_token = user_token(oid=ms["accountId"])  # the same user, signed in again
     await auth.internal.update("account", [Where("id", ms["id"])], {"accessToken": new_token})
     second = await plugin.get_obo_token(user_id=user["id"], application_name="graph")
     assert second["accessToken"] != first["accessToken"]
@@ -398,13 +399,13 @@ async def test_refreshes_microsoft_token_within_margin(
     user = await seed_user(auth, expires_at=clock.now + 240)  # inside the 5 min margin
     await plugin.get_obo_token(user_id=user["id"], application_name="graph")
     (refresh,) = wire.grants("refresh_token")
-    assert refresh["form"]["refresh_token"] == "stored-refresh-token"
+    assert refresh["form"]["refresh_token"].startswith("rt~")
     assert refresh["form"]["client_secret"] == CLIENT_SECRET
     (ms,) = await auth.adapter.find_many(
         "account", [Where("userId", user["id"]), Where("providerId", "microsoft")]
     )
     assert wire.exchanges[0]["form"]["assertion"] == ms["accessToken"]
-    assert ms["refreshToken"].startswith("rt-")
+    assert ms["refreshToken"].startswith("rt~")
     assert ms["accessTokenExpiresAt"].timestamp() > clock.now + 3000
 
 
@@ -594,6 +595,7 @@ async def test_unlink_during_an_exchange_leaves_nothing_servable(
         "account", [Where("userId", user["id"]), Where("providerId", "microsoft")]
     )
     await pending  # the caller that asked before the unlink still gets its token
+    assert await obo_rows(auth, user["id"]) == []  # but no row outlives the unlink
     with pytest.raises(APIError) as info:
         await plugin.get_obo_token(user_id=user["id"], application_name="graph")
     assert info.value.code == "MICROSOFT_ACCOUNT_NOT_FOUND"

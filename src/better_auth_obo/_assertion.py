@@ -180,7 +180,7 @@ def check_assertion(claims: AssertionClaims, *, client_id: str) -> None:
     if claims.is_graph:
         raise InvalidAssertionError(_graph_message(aud, client_id), reason="graph_audience")
     if not _is_self(aud, client_id) and _is_foreign(aud):
-        raise InvalidAssertionError(_foreign_message(aud, client_id), reason="wrong_audience")
+        raise InvalidAssertionError(_foreign_message(aud, client_id), reason="audience")
     if not claims.scopes and claims.idtyp != "app" and (claims.nonce_present or not claims.azp):
         raise InvalidAssertionError(
             "The stored Microsoft token is an ID token, not an access token; Entra ID refuses "

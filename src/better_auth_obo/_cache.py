@@ -82,7 +82,18 @@ class TokenCache(Generic[V]):
         cache.get("user-1", "graph")  # 'eyJ...'
     """
 
-    __slots__ = ("_ahead", "_buffer", "_by_user", "_clock", "_entries", "_max", "_revalidate")
+    __slots__ = (
+        "_ahead",
+        "_buffer",
+        "_by_user",
+        "_clock",
+        "_counter",
+        "_entries",
+        "_floor",
+        "_generations",
+        "_max",
+        "_revalidate",
+    )
 
     def __init__(
         self,
@@ -113,6 +124,14 @@ class TokenCache(Generic[V]):
         # and when the token is due for a proactive refresh (expires_at - buffer - ahead)
         self._entries: OrderedDict[tuple[str, str], tuple[V, float, float]] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
+        # Purge generations: user, or (user, application) -> stamp of the last
+        # invalidation. Stamps come from one counter that only grows, and a missing one
+        # reads as ``_floor`` (raised when the map is cleared), so a generation taken
+        # before an invalidation never matches after it, even once the map has been
+        # cleared to stay bounded.
+        self._generations: dict[str | tuple[str, str], int] = {}
+        self._counter = 0
+        self._floor = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -136,8 +155,42 @@ class TokenCache(Generic[V]):
         self._remove(key)
         return None
 
-    def put(self, user_id: str, application: str, value: V, *, expires_at: float) -> None:
-        """Store a value until ``expires_at - buffer``; evicts the least recently used."""
+    def generation(self, user_id: str, application: str) -> int:
+        """The key's purge generation: take it before loading, hand it to ``put``."""
+        floor = self._floor
+        return max(
+            self._generations.get(user_id, floor),
+            self._generations.get((user_id, application), floor),
+        )
+
+    def invalidate(self, user_id: str, application: str | None = None) -> None:
+        """Forget the key (without ``application``: every key of the user) and move its
+        generation: a value loaded before this call (``put`` with the older generation)
+        is not stored."""
+        self.discard(user_id, application)
+        self._counter += 1
+        if len(self._generations) >= _MAX_GENERATIONS:
+            self._generations.clear()
+            self._floor = self._counter
+        self._generations[user_id if application is None else (user_id, application)] = (
+            self._counter
+        )
+
+    def put(
+        self,
+        user_id: str,
+        application: str,
+        value: V,
+        *,
+        expires_at: float,
+        generation: int | None = None,
+    ) -> None:
+        """Store a value until ``expires_at - buffer``; evicts the least recently used.
+
+        With ``generation`` (from ``generation()`` before the value was loaded), nothing
+        is stored if the user was invalidated meanwhile."""
+        if generation is not None and generation != self.generation(user_id, application):
+            return
         expires_at = _seconds("expires_at", expires_at)
         key = (user_id, application)
         now = self._clock()
@@ -173,6 +226,10 @@ class TokenCache(Generic[V]):
             apps.discard(application)
             if not apps:
                 del self._by_user[user_id]
+
+
+#: Users whose generation is remembered; past it the map is cleared (see ``invalidate``).
+_MAX_GENERATIONS = 100_000
 
 
 def _seconds(name: str, value: object) -> float:

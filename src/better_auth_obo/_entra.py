@@ -35,6 +35,7 @@ from ._entra_auth import (
 from ._entra_response import (
     MAX_BODY_BYTES,
     TokenResult,
+    check_exchange_answer,
     entra_error,
     invalid_response,
     is_json_error,
@@ -322,7 +323,10 @@ class EntraClient:
                 raise invalid_response(
                     f"Entra ID's response is larger than {MAX_BODY_BYTES} bytes", status
                 )
-            return parse_success(data, status, requested, started)
+            result = parse_success(data, status, requested, started)
+            if grant == GRANT_TYPE_JWT_BEARER:
+                check_exchange_answer(result, requested, client_id=self._client_id, status=status)
+            return result
         if status == 429 or 500 <= status < 600:
             raise unavailable_error(status, reply.headers, data, request_id, self._clock())
         if 300 <= status < 400:

@@ -4,7 +4,9 @@ Pure functions over already-read bytes and headers (no I/O), used by ``_entra.py
 Success shape: RFC 6749 §5.1 and the OBO doc's "Success response example";
 error shape: RFC 6749 §5.2 plus Entra's fields (reference-error-codes, "Handling
 error codes in your application"). Classification tables cite the AADSTS code list
-(https://login.microsoftonline.com/error?code=<n>).
+(https://login.microsoftonline.com/error?code=<n>). A success is checked before it can
+be cached (``parse_success``, then ``check_exchange_answer`` for On-Behalf-Of answers);
+``scrub`` keeps secrets, in any spelling, out of every message built here.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._assertion import (
+    GRAPH_APP_ID,
+    GRAPH_RESOURCE,
+    AssertionClaims,
+    read_claims,
+    resource_of,
+)
 from ._errors import (
     ConsentRequiredError,
     EntraError,
     EntraUnavailableError,
     InteractionRequiredError,
+    InvalidAssertionError,
 )
 from ._retry import MAX_RETRY_AFTER, parse_retry_after
 
@@ -28,11 +39,13 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_RETRY_AFTER",
     "TokenResult",
+    "check_exchange_answer",
     "classify",
     "entra_error",
     "invalid_response",
     "is_json_error",
     "json_object",
+    "names_other_resource",
     "parse_retry_after",
     "parse_success",
     "response_ids",
@@ -53,7 +66,12 @@ _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.?[A-Za-z0-9_-]
 _AADSTS = re.compile(r"AADSTS(\d{4,9})")
 _TRAILER = re.compile(r"\s*Trace ID:.*$", re.DOTALL)
 _TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+# C0 and C1 controls, DEL and any white space: never part of a token or token_type.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
+# Characters no form or URL encoder changes: a secret made only of these has one spelling.
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._")
 _WORD = re.compile(r"^[a-z_]{1,64}$")
+_SHORT_WORD = re.compile(r"^[A-Za-z0-9_-]{1,16}$")  # a token_type short enough to show
 _TOKENISH = re.compile(r"^[A-Za-z0-9._~+/=-]{16,}$")
 
 # --- classification (order: consent, interaction, codes, then the OAuth `error`) ---
@@ -176,7 +194,11 @@ class TokenResult:
 def parse_success(
     data: Mapping[str, Any] | None, status: int, requested: tuple[str, ...], started: float
 ) -> TokenResult:
-    """Validate a 2xx body into a ``TokenResult``; anything off is ``invalid_response``."""
+    """Validate a 2xx body into a ``TokenResult``; anything off is ``invalid_response``.
+
+    Checked for every grant: the shape, ``token_type`` Bearer, no control character in
+    a token. What only an On-Behalf-Of answer must satisfy is ``check_exchange_answer``.
+    """
     if data is None:
         raise invalid_response(
             f"Entra ID answered HTTP {status} with a body that is not a JSON object", status
@@ -186,6 +208,7 @@ def parse_success(
         raise invalid_response(
             f"Entra ID answered HTTP {status} without a usable access_token", status
         )
+    _refuse_unsafe(data, status)
     expires_in = _seconds(data.get("expires_in"))
     # At least 1 s: a token already expired on arrival is no token (and expiries are
     # stored in whole seconds, so anything shorter would be stored in the past).
@@ -204,11 +227,12 @@ def parse_success(
             )
         ext_expires_at = started + ext
     scope = _optional_text(data, "scope", status)
+    token_type = _token_type(data, status)
     return TokenResult(
         access_token=access_token,
         expires_at=started + expires_in,
         scopes=tuple(scope.split()) if scope and scope.split() else requested,
-        token_type=_optional_text(data, "token_type", status) or "Bearer",
+        token_type=token_type,
         refresh_token=_optional_text(data, "refresh_token", status),
         id_token=_optional_text(data, "id_token", status),
         ext_expires_at=ext_expires_at,
@@ -237,6 +261,162 @@ def _optional_text(data: Mapping[str, Any], key: str, status: int) -> str | None
     raise invalid_response(
         f"Entra ID answered HTTP {status} with a {key} that is not a string", status
     )
+
+
+def _token_type(data: Mapping[str, Any], status: int) -> str:
+    """``Bearer`` in any case, else refused: also when missing.
+
+    RFC 6749 §5.1 makes ``token_type`` required and Entra ID always sends it; another
+    type (``pop``, ``MAC``) would be sent downstream as a bearer token and fail there,
+    and an answer without one did not come from Entra's token endpoint as documented.
+    """
+    token_type = _optional_text(data, "token_type", status)
+    if token_type is None:
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} without a token_type (Bearer is required)", status
+        )
+    if token_type.lower() != "bearer":
+        shown = f" {token_type!r}" if _SHORT_WORD.match(token_type) else ""
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} with token_type{shown} other than Bearer: "
+            "only bearer tokens can be sent downstream",
+            status,
+        )
+    return token_type
+
+
+def _refuse_unsafe(data: Mapping[str, Any], status: int) -> None:
+    """No control character or white space in a token or its type.
+
+    Tokens are base64url or opaque printable text; a CR/LF would split the
+    ``Authorization`` header these values end up in. The message never shows the value.
+    """
+    for key in (*_TOKEN_FIELDS, "token_type"):
+        value = data.get(key)
+        if isinstance(value, str) and _UNSAFE.search(value):
+            raise invalid_response(
+                f"Entra ID answered HTTP {status} with a {key} that contains control "
+                "characters or white space",
+                status,
+            )
+
+
+# --- what an On-Behalf-Of answer may hold ---
+
+# Microsoft Graph in every cloud and spelling: the same list as ``AssertionClaims.is_graph``
+# (tests/test_entra_answer.py checks that the two agree).
+_GRAPH_NAMES = frozenset(
+    {
+        GRAPH_RESOURCE,
+        GRAPH_APP_ID,
+        "https://graph.microsoft.us",
+        "https://dod-graph.microsoft.us",
+        "https://microsoftgraph.chinacloudapi.cn",
+    }
+)
+_GUID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[a-z0-9._~:/-]{1,120}$")
+
+
+def check_exchange_answer(
+    result: TokenResult, requested: tuple[str, ...], *, client_id: str, status: int
+) -> None:
+    """Refuse an On-Behalf-Of answer for another resource than requested, or an ID token.
+
+    Runs before the result leaves the client, so nothing refused is ever cached. The
+    refresh grant's answer is not checked here: its access token is the user's token
+    for this app, which ``check_assertion`` inspects before it is used.
+    """
+    wanted = _resources(requested)
+    if not wanted:
+        return  # only OpenID Connect scopes: nothing to compare with
+    for granted in _resources(result.scopes):
+        if _foreign(granted, wanted):
+            raise invalid_response(
+                f"Entra ID answered HTTP {status} with scopes for another resource "
+                f"({_shown(granted)}) than the one requested ({', '.join(sorted(wanted))})",
+                status,
+            )
+    try:
+        claims = read_claims(result.access_token)
+    except InvalidAssertionError:
+        return  # an opaque access token: its audience cannot be read, and need not be
+    if claims.aud is not None and _foreign(claims.aud, wanted):
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} with an access token for another audience "
+            f"({_shown(claims.aud)}) than the resource requested ({', '.join(sorted(wanted))})",
+            status,
+        )
+    if _is_id_token(claims, client_id):
+        raise invalid_response(
+            f"Entra ID answered HTTP {status} with an ID token in place of the access token",
+            status,
+        )
+
+
+def _is_id_token(claims: AssertionClaims, client_id: str) -> bool:
+    """True for an ID token: a ``nonce`` claim, or issued to this app with no permission.
+
+    Only ID tokens carry ``nonce`` in the payload (Graph access tokens carry theirs in the
+    header, which is not read here). Without a nonce, an ID token is still recognised by
+    its audience, the client itself (``aud`` = our client id), with neither ``scp`` nor
+    ``roles``: an On-Behalf-Of access token is for a downstream API and always carries
+    the delegated ``scp``. The token version is not consulted: v1 ID tokens look alike.
+    """
+    if claims.nonce_present:
+        return True
+    aud = _normalize(claims.aud or "").removeprefix("api://")
+    return not claims.scopes and not claims.roles and aud == client_id.lower()
+
+
+def names_other_resource(name: str, requested: str) -> bool:
+    """True when ``name`` (a token's ``aud`` or a granted scope's resource) certainly
+    names another resource than ``requested`` (a requested scope's resource).
+
+    Conservative, because one resource has several names that cannot all be mapped to
+    each other here: a v2 token's ``aud`` is always the API's client-id GUID, while it
+    may be requested by a custom App ID URI (``https://contoso.com/api``) that only the
+    tenant's directory could resolve. So only certain mismatches count: Graph against
+    not Graph; a resource named by its GUID (``<GUID>`` or ``api://<GUID>``) against
+    any other name; a custom URI against another URI (a GUID is accepted there).
+
+    Example::
+
+        names_other_resource("https://evil.example", "api://downstream")  # True
+        names_other_resource("<the API's GUID>", "https://contoso.com/api")  # False
+    """
+    name, requested = _normalize(name), _normalize(requested)
+    if name in _GRAPH_NAMES or requested in _GRAPH_NAMES:
+        return (name in _GRAPH_NAMES) != (requested in _GRAPH_NAMES)
+    guid = _guid_of(requested)
+    if guid is not None:
+        return _guid_of(name) != guid
+    return "://" in name and name != requested
+
+
+def _foreign(name: str, wanted: set[str]) -> bool:
+    return all(names_other_resource(name, resource) for resource in wanted)
+
+
+def _resources(scopes: tuple[str, ...]) -> set[str]:
+    return {r for r in map(resource_of, scopes) if r is not None}
+
+
+def _normalize(value: str) -> str:
+    return value.strip().rstrip("/").lower()
+
+
+def _guid_of(name: str) -> str | None:
+    """The GUID of ``<GUID>`` or ``api://<GUID>`` (normalized), else None."""
+    guid = name.removeprefix("api://")
+    return guid if _GUID.match(guid) else None
+
+
+def _shown(name: str) -> str:
+    """A resource name fit for a message: a short URI or a GUID, else a placeholder."""
+    lowered = _normalize(name)
+    shaped = _URI.match(lowered) or _GUID.match(lowered)
+    return repr(name) if shaped and not _JWT_LIKE.search(name) else "not shown"
 
 
 # --- errors ---
@@ -438,8 +618,32 @@ def response_secrets(data: Mapping[str, Any] | None) -> frozenset[str]:
 
 
 def scrub(text: str, secrets: frozenset[str]) -> str:
-    """Replace the given secret values and anything shaped like a JWT with ``[redacted]``."""
-    for secret in secrets:
+    """Replace the given secret values and anything shaped like a JWT with ``[redacted]``.
+
+    Each secret in every spelling: Entra may echo a parameter as it travelled, form-
+    or percent-encoded (``Wz%2Bq``, ``%2b``, ``+`` for a space), not only as sent. The
+    longest secrets go first, so that one containing another is removed whole.
+    """
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "[redacted]")
+        # Only a secret with a character an encoder changes has other spellings.
+        if ("%" in text or "+" in text) and not _UNRESERVED.issuperset(secret):
+            text = _spellings(secret).sub("[redacted]", text)
     return _JWT_LIKE.sub("[redacted]", text)
+
+
+def _spellings(secret: str) -> re.Pattern[str]:
+    """The secret with each reserved character raw or percent-encoded (UTF-8; ``+`` for a
+    space), regardless of case: what ``quote``, ``quote_plus`` and other encoders give
+    (``%2B`` or ``%2b``). Matching letters in any case too only ever redacts more."""
+    parts: list[str] = []
+    for char in secret:
+        if char in _UNRESERVED:
+            parts.append(re.escape(char))
+            continue
+        spelled = [re.escape(char), "".join(f"%{b:02x}" for b in char.encode())]
+        if char == " ":
+            spelled.append(r"\+")
+        parts.append(f"(?:{'|'.join(spelled)})")
+    return re.compile("".join(parts), re.IGNORECASE)

@@ -5,10 +5,14 @@
 - They are purged when the user's Microsoft account is deleted (unlink, admin removal)
   and when the user is deleted by any path, including ``/delete-user``, which bypasses
   database hooks (``better_auth/endpoints.py`` ``_purge_user``): we chain
-  ``auth.user.delete_user.after_delete`` for that one.
-- A change to the user's Microsoft account (refresh, re-sign-in, new link) drops the
-  user's in-process entries; the database rows are re-checked against the token's
-  fingerprint on the next read anyway.
+  ``auth.user.delete_user.after_delete`` for that one, and delete the account rows that
+  path leaves behind where no foreign key cascades (SQLite, MemoryAdapter), so the
+  deleted user's Microsoft token can never be exchanged again.
+- A change to the user's Microsoft account (re-sign-in, new link, a refresh by the
+  host) drops the user's in-process entries and moves their generation, so a load in
+  flight does not refill memory; the database rows are re-checked against the token's
+  fingerprint on the next read anyway. Our own refresh (path ``/obo/refresh``) is the
+  one change that does not: the exchange it is part of is bound to the new token.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from better_auth import APIError
 from better_auth.adapters.base import Where
 from better_auth.plugins import HookSet, PluginHook
 
+from ._refresh import REFRESH_PATH
 from ._store import MICROSOFT_PROVIDER_ID, is_obo_row
 
 if TYPE_CHECKING:
@@ -40,9 +45,11 @@ class Lifecycle:
         *,
         purge: Callable[[str], Awaitable[int]],
         forget: Callable[[str], None],
+        deleted: Callable[[str], Awaitable[None]],
     ) -> None:
         self._purge = purge  # deletes the user's rows and forgets their L1 entries
         self._forget = forget  # forgets the user's L1 entries only
+        self._deleted = deleted  # the user is gone: every account row of theirs goes
         self._hooks = HookSet(
             before=[PluginHook(_path("/unlink-account"), self._guard_unlink)],
             after=[PluginHook(_path("/list-accounts"), self._hide_from_list)],
@@ -67,7 +74,7 @@ class Lifecycle:
         chained = options.after_delete
 
         async def after_delete(user: dict[str, Any], request: Any) -> None:
-            await self._purge_quietly(user.get("id"))
+            await self._quietly(self._deleted, user.get("id"))
             if chained is not None:
                 await chained(user, request)
 
@@ -75,30 +82,37 @@ class Lifecycle:
 
     # --- database hooks (never fail the caller's request) ----------------------------
 
-    async def _on_account_changed(self, row: dict[str, Any]) -> None:
-        if row.get("providerId") == MICROSOFT_PROVIDER_ID and isinstance(row.get("userId"), str):
-            self._forget(row["userId"])
+    async def _on_account_changed(self, row: dict[str, Any], ctx: Ctx | None = None) -> None:
+        if row.get("providerId") != MICROSOFT_PROVIDER_ID or not isinstance(row.get("userId"), str):
+            return
+        if ctx is not None and ctx.request.path == REFRESH_PATH:
+            return  # our own refresh, within an exchange bound to the new token
+        self._forget(row["userId"])
 
     async def _on_account_deleted(self, row: dict[str, Any]) -> None:
         user_id = row.get("userId")
         if not isinstance(user_id, str):
             return
         if row.get("providerId") == MICROSOFT_PROVIDER_ID:
-            await self._purge_quietly(user_id)
+            await self._quietly(self._purge, user_id)
         elif is_obo_row(row):
             self._forget(user_id)
 
     async def _on_user_deleted(self, row: dict[str, Any]) -> None:
-        await self._purge_quietly(row.get("id"))
+        await self._quietly(self._deleted, row.get("id"))
 
-    async def _purge_quietly(self, user_id: Any) -> None:
+    async def _quietly(self, action: Callable[[str], Awaitable[object]], user_id: Any) -> None:
         if not isinstance(user_id, str):
             return
         try:
-            await self._purge(user_id)
-        except Exception:
+            await action(user_id)
+        except Exception as exc:
             self._forget(user_id)
-            logger.exception("could not purge the cached OBO tokens of a deleted account")
+            # The type only: a database error's text can carry statement parameters.
+            logger.error(
+                "could not purge the cached OBO tokens of a deleted account (%s)",
+                type(exc).__name__,
+            )
 
     # --- request hooks ---------------------------------------------------------------
 
@@ -109,6 +123,7 @@ class Lifecycle:
         body = ctx.body()
         user_id = session["user"]["id"]
         accounts = await ctx.adapter.find_many("account", [Where("userId", user_id)])
+        accounts = [a for a in accounts if a.get("userId") == user_id]  # MariaDB: exact id
         if "providerId" in body:  # the 1.0 port's legacy form
             targets = [a for a in accounts if a.get("providerId") == body.get("providerId")]
         else:

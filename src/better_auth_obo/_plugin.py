@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 from better_auth import APIError, Plugin
@@ -35,6 +36,7 @@ from ._errors import (
     OBO_ERROR_CODES,
     ConfigurationError,
     OBOError,
+    StorageUnavailableError,
     UnknownApplicationError,
     storage_error,
 )
@@ -43,6 +45,7 @@ from ._lifecycle import Lifecycle
 from ._provider import (
     MicrosoftSettings,
     configuration_warnings,
+    id_token_sign_in_notice,
     read_microsoft_settings,
     warn,
 )
@@ -51,6 +54,7 @@ from ._retry import RetryPolicy
 from ._source import TokenSource
 from ._store import OBOAccount, OBOStore
 from ._telemetry import Telemetry
+from ._verify import AssertionVerifier
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -60,6 +64,9 @@ __all__ = ["OBOPlugin"]
 logger = logging.getLogger("better_auth_obo")
 
 _DEFAULT_RETRY = RetryPolicy()
+T = TypeVar("T")
+#: Token-endpoint clients kept (one per tenant in multi-tenant mode), least recently used out.
+MAX_ENTRA_CLIENTS = 1_000
 
 
 def _positive(name: str, value: Any) -> float:
@@ -102,6 +109,7 @@ class OBOPlugin(Plugin):
         retry: RetryPolicy | None = _DEFAULT_RETRY,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
+        app_id_uris: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -125,6 +133,7 @@ class OBOPlugin(Plugin):
         if self._timeout == 0:
             raise ValueError("timeout must be more than 0 seconds")
         self._clock = clock
+        self._app_id_uris = _app_id_uris(app_id_uris)
         self._l1: TokenCache[OBOAccount] = TokenCache(
             max_entries=cache_max_entries,
             buffer=self.expiry_buffer,
@@ -135,10 +144,10 @@ class OBOPlugin(Plugin):
         self._flight: SingleFlight[tuple[str, str], OBOAccount] = SingleFlight()
         self._telemetry = Telemetry()
         self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(clock=clock)
-        self._lifecycle = Lifecycle(purge=self._purge_user, forget=self._l1.discard)
-        self._clients: dict[str, EntraClient] = {}
-        # user -> purges so far: a load that started before a purge does not refill L1
-        self._purges: dict[str, int] = {}
+        self._lifecycle = Lifecycle(
+            purge=self._purge_user, forget=self._l1.invalidate, deleted=self._user_deleted
+        )
+        self._clients: OrderedDict[str, EntraClient] = OrderedDict()
         self._settings: MicrosoftSettings | None = None
         self._settings_error: ConfigurationError | None = None
         self._auth_ref: BetterAuth | None = None
@@ -177,10 +186,27 @@ class OBOPlugin(Plugin):
             warn([exc.message])
             return
         self._settings = settings
+        verifier = AssertionVerifier(
+            http=self._http,
+            authority=settings.authority,
+            tenant=settings.tenant,
+            client_id=settings.client_id,
+            app_id_uris=self._app_id_uris,
+            subject_claim=settings.account_id_claim,
+            clock=self._clock,
+            retry=self._retry,
+            sleep=self._sleep,
+            timeout=self._timeout,
+        )
+
+        async def verify(token: str, account_id: object) -> object:
+            return await verifier.verify(token, account_id=account_id)
+
         refresher = MicrosoftTokenRefresher(
             auth=auth,
             store=self._store_ref,
             entra=self._client,
+            verify=verify,
             scopes=settings.scopes,
             margin=self.refresh_margin,
             clock=self._clock,
@@ -188,8 +214,8 @@ class OBOPlugin(Plugin):
         self._source = TokenSource(
             store=self._store_ref,
             refresher=refresher,
+            verifier=verifier,
             client_for=self._client,
-            client_id=settings.client_id,
             applications=self.applications,
             clock=self._clock,
             buffer=self.expiry_buffer,
@@ -199,6 +225,9 @@ class OBOPlugin(Plugin):
             lease_ttl=self._timeout * 2,
         )
         warn(configuration_warnings(settings))
+        notice = id_token_sign_in_notice(settings)
+        if notice is not None:
+            logger.warning("better-auth-obo: %s", notice)
         now = datetime.fromtimestamp(self._clock(), timezone.utc)
         warn(credential_expiry_warnings(self._credentials, now=now))
 
@@ -236,20 +265,32 @@ class OBOPlugin(Plugin):
         return account.copy()
 
     async def revoke_obo_tokens(self, user_id: str, application_name: str | None = None) -> int:
-        """Delete the user's cached OBO tokens (one application, or all); returns rows deleted."""
+        """Delete the user's cached OBO tokens (one application, or all); returns rows deleted.
+
+        Linearizable with exchanges in flight, in this process and in others: once this
+        returns, no token minted before it is served from memory or from the database.
+        """
         _check_user_id(user_id)
         if application_name is not None and application_name not in self.applications:
             raise _api_error(self._unknown_application(application_name))
-        try:
-            if application_name is None:
-                return await self._purge_user(user_id)
-            self._l1.discard(user_id, application_name)
-            return await self._store.purge(user_id, [application_name])
-        except Exception as exc:
-            error = storage_error(exc)
-            if error is None:
-                raise
-            raise _api_error(error) from None
+        apps = list(self.applications) if application_name is None else [application_name]
+        self._l1.invalidate(user_id, application_name)  # loads in flight won't fill memory
+        # Moved first: an exchange in flight elsewhere deletes what it writes after this.
+        # The rows are deleted even when that write fails; the failure is still raised,
+        # since an exchange in flight in another process could then outlive the revoke.
+        moved = await _storage_failure(
+            self._store.new_generation(user_id, application_name, self._clock())
+        )
+        deleted = await _storage_failure(
+            self._store.purge(user_id, apps, every=application_name is None)
+        )
+        for outcome in (moved, deleted):
+            if isinstance(outcome, StorageUnavailableError):
+                # Raised here, outside any except block, so no exception in its chain holds
+                # the driver's error (whose text can carry statement parameters, tokens too).
+                raise _api_error(outcome)
+        assert isinstance(deleted, int)
+        return deleted
 
     async def aclose(self) -> None:
         """Cancel background refreshes still running (call on application shutdown)."""
@@ -261,19 +302,26 @@ class OBOPlugin(Plugin):
         if self._source is None:
             raise self._settings_error or ConfigurationError()
         started = time.perf_counter()
-        generation = self._purges.get(user_id, 0)
+        generation = self._l1.generation(user_id, application)
         with self._telemetry.span(application):
             try:
-                token, source = await self._source.load(user_id, application, ahead=ahead)
+                loaded = await self._source.load(user_id, application, ahead=ahead)
+            except OBOError as exc:
+                _log_failure(application, exc, started)
+                self._telemetry.failed(application, exc)
+                raise
             except Exception as exc:
-                error = exc if isinstance(exc, OBOError) else storage_error(exc)
-                if error is None:
+                failure = storage_error(exc)
+                if failure is None:
                     raise
-                _log_failure(application, error, started)
-                self._telemetry.failed(application, error)
-                if error is exc:
-                    raise
-                raise error from None  # the driver's text may hold statement parameters
+            else:
+                failure = None
+            if failure is not None:
+                # Outside the except block: nothing in its chain holds the driver's error.
+                _log_failure(application, failure, started)
+                self._telemetry.failed(application, failure)
+                raise failure
+        token, source = loaded.token, loaded.source
         elapsed = (time.perf_counter() - started) * 1000
         logger.info(
             "obo token application=%s source=%s ahead=%s duration_ms=%.1f",
@@ -283,8 +331,14 @@ class OBOPlugin(Plugin):
             elapsed,
         )
         self._telemetry.served(application, source, elapsed)
-        if self._purges.get(user_id, 0) == generation:  # not purged while we worked
-            self._l1.put(user_id, application, token.account, expires_at=token.expires_at)
+        if loaded.keep:  # and not invalidated while we worked (the generation):
+            self._l1.put(
+                user_id,
+                application,
+                token.account,
+                expires_at=token.expires_at,
+                generation=generation,
+            )
         return token.account
 
     async def _refresh_ahead(self, key: tuple[str, str]) -> None:
@@ -295,21 +349,28 @@ class OBOPlugin(Plugin):
         await self._load(user_id, application, ahead=True)
 
     async def _purge_user(self, user_id: str) -> int:
-        if len(self._purges) > 100_000:  # bounded; a lost count only risks one L1 entry
-            self._purges.clear()
-        self._purges[user_id] = self._purges.get(user_id, 0) + 1
-        self._l1.discard(user_id)
-        return await self._store.purge(user_id)
+        """The Microsoft account went (unlink, admin removal): drop the user's rows. An
+        exchange in flight sees that on its check after writing and drops its row too."""
+        self._l1.invalidate(user_id)
+        return await self._store.purge(user_id, self.applications, every=True)
+
+    async def _user_deleted(self, user_id: str) -> None:
+        """The user went: their rows, and the account rows the host's ``/delete-user``
+        leaves behind where no foreign key cascades (SQLite, MemoryAdapter)."""
+        self._l1.invalidate(user_id)
+        await self._store.delete_accounts(user_id)
 
     # --- configuration --------------------------------------------------------------
 
-    def _client(self, tid: str | None) -> EntraClient:
+    def _client(self, tid: str) -> EntraClient:
         settings = self._settings
         if settings is None:
             raise self._settings_error or ConfigurationError()
         endpoint = settings.token_endpoint(tid)
         client = self._clients.get(endpoint)
-        if client is None:
+        if client is not None:
+            self._clients.move_to_end(endpoint)
+        else:
             client = EntraClient(
                 http=self._http,
                 token_endpoint=endpoint,
@@ -321,6 +382,8 @@ class OBOPlugin(Plugin):
                 sleep=self._sleep,
             )
             self._clients[endpoint] = client
+            while len(self._clients) > MAX_ENTRA_CLIENTS:
+                self._clients.popitem(last=False)
         return client
 
     def _authenticators(
@@ -341,6 +404,28 @@ class OBOPlugin(Plugin):
         return UnknownApplicationError(
             f"Unknown OBO application {str(name)[:64]!r}; configured applications: {known}"
         )
+
+
+async def _storage_failure(work: Awaitable[T]) -> T | StorageUnavailableError | None:
+    """The result of ``work``, or the StorageUnavailableError for its database failure
+    (the driver's exception itself is not kept: its text can hold tokens)."""
+    try:
+        return await work
+    except Exception as exc:
+        failure = storage_error(exc)
+        if failure is None:
+            raise
+    return failure
+
+
+def _app_id_uris(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    uris = tuple(value)
+    for uri in uris:
+        if not isinstance(uri, str) or not uri.strip():
+            raise TypeError("app_id_uris must be a list of App ID URIs, e.g. ['api://contoso-api']")
+    return uris
 
 
 def _labelled(

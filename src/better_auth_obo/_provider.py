@@ -21,16 +21,23 @@ from better_auth.oauth.machinery import (
 
 from ._assertion import provider_scope_warnings
 from ._entra import ClientAuthenticator
-from ._errors import ConfigurationError, OBOConfigurationWarning
+from ._errors import ConfigurationError, InvalidAssertionError, OBOConfigurationWarning
+from ._verify import MULTI_TENANT_ALIASES, is_guid
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
 
-__all__ = ["MULTI_TENANT_ALIASES", "MicrosoftSettings", "read_microsoft_settings"]
+__all__ = [
+    "MULTI_TENANT_ALIASES",
+    "MicrosoftSettings",
+    "configuration_warnings",
+    "id_token_sign_in_notice",
+    "read_microsoft_settings",
+    "warn",
+]
 
 logger = logging.getLogger("better_auth_obo")
 
-MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 
 
@@ -43,6 +50,11 @@ class MicrosoftSettings:
     authority: str
     scopes: tuple[str, ...]
     provider: Any  # the MicrosoftEntraId instance; its credentials stay there
+    #: The claim the provider keys Microsoft accounts by (``account.accountId``).
+    account_id_claim: str = "oid"
+    #: True while the provider accepts ID-token sign-in (``POST /sign-in/social`` with
+    #: ``idToken``), which stores the access token the client sent, unverified.
+    id_token_sign_in: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -58,10 +70,19 @@ class MicrosoftSettings:
         """The tenant-specific token endpoint; with a multi-tenant alias, the user's ``tid``.
 
         Microsoft's OBO guidance: the middle tier must call its tenant's endpoint, never
-        ``/common`` (guests get their home tenant's token otherwise).
+        ``/common`` (guests get their home tenant's token otherwise). The ``tid`` comes
+        from a verified token, and only a GUID goes into the path: anything else could
+        send the request, and the client secret with it, to another path of the host.
         """
-        tenant = tid if (self.multi_tenant and tid) else self.tenant
-        return f"{self.authority}/{tenant}/oauth2/v2.0/token"
+        if not self.multi_tenant:
+            return f"{self.authority}/{self.tenant}/oauth2/v2.0/token"
+        if not is_guid(tid):
+            raise InvalidAssertionError(
+                "The user's Microsoft token names no valid tenant (its tid is not a GUID); "
+                "no request was sent",
+                reason="tenant",
+            )
+        return f"{self.authority}/{tid}/oauth2/v2.0/token"
 
     def authenticator(self, token_endpoint: str) -> ClientAuthenticator:
         """Client authentication for requests to ``token_endpoint``, as the provider does it."""
@@ -108,7 +129,15 @@ def read_microsoft_settings(auth: BetterAuth) -> MicrosoftSettings:
     authority = (getattr(provider, "authority", None) or DEFAULT_AUTHORITY).rstrip("/")
     tenant = getattr(provider, "tenant_id", None) or "common"
     scopes: list[str] = [] if provider.disable_default_scope else list(provider.scopes or [])
-    return MicrosoftSettings(client_id, tenant, authority, tuple(scopes), provider)
+    return MicrosoftSettings(
+        client_id,
+        tenant,
+        authority,
+        tuple(scopes),
+        provider,
+        account_id_claim=str(getattr(provider, "account_id_claim", None) or "oid"),
+        id_token_sign_in=not getattr(provider, "disable_id_token_sign_in", False),
+    )
 
 
 def configuration_warnings(settings: MicrosoftSettings) -> list[str]:
@@ -123,6 +152,21 @@ def configuration_warnings(settings: MicrosoftSettings) -> list[str]:
         )
     problems.extend(provider_scope_warnings(settings.scopes, client_id=settings.client_id))
     return problems
+
+
+def id_token_sign_in_notice(settings: MicrosoftSettings) -> str | None:
+    """Start-up advice when the provider accepts ID-token sign-in (logged, not a warning
+    category: it is the host's default and, with the verification, not a fault)."""
+    if not settings.id_token_sign_in:
+        return None
+    return (
+        "The Microsoft provider accepts ID-token sign-in (POST /sign-in/social with "
+        "idToken), which stores whatever access token the client sends. better-auth-obo "
+        "verifies that token before every exchange (signature, issuer, audience, tenant, "
+        f"and that its {settings.account_id_claim} is the signed-in account's), so a "
+        "planted token is refused; if your app does not use ID-token sign-in, set "
+        "disable_id_token_sign_in=True on the provider"
+    )
 
 
 def warn(problems: list[str]) -> None:

@@ -11,7 +11,7 @@ tokens the way the core does (encrypted when the host encrypts, through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 
     from ._entra import EntraClient, TokenResult
 
-__all__ = ["MicrosoftTokenRefresher"]
+__all__ = ["REFRESH_PATH", "MicrosoftTokenRefresher"]
 
 logger = logging.getLogger("better_auth_obo")
+
+#: The request path our refresh writes the Microsoft row under (database hooks see it).
+REFRESH_PATH = "/obo/refresh"
 
 #: An assertion with less than this left is not worth sending (AADSTS500133 in flight).
 MIN_ASSERTION_LIFETIME = 30.0
@@ -53,7 +56,8 @@ class MicrosoftTokenRefresher:
         *,
         auth: BetterAuth,
         store: OBOStore,
-        entra: Callable[[str | None], EntraClient],
+        entra: Callable[[str], EntraClient],
+        verify: Callable[[str, object], Awaitable[object]],
         scopes: Sequence[str],
         margin: float,
         clock: Callable[[], float],
@@ -61,21 +65,29 @@ class MicrosoftTokenRefresher:
         self._auth = auth
         self._store = store
         self._entra = entra
+        self._verify = verify
         self._scopes = tuple(scopes)
         self._margin = margin
         self._clock = clock
         self._flight: SingleFlight[str, str] = SingleFlight()
 
-    async def valid_token(self, account: dict[str, Any]) -> str:
-        """The account's access token, refreshed first when it expires within the margin."""
-        token = self._store.decrypt(account.get("accessToken"))
+    async def valid_token(
+        self, account: dict[str, Any], token: str, *, tid: str, account_id: object
+    ) -> str:
+        """The account's access token, refreshed first when it expires within the margin.
+
+        ``token`` is the account's (decrypted, already verified) access token, ``tid`` its
+        verified tenant: the refresh goes to that tenant's endpoint, and the refreshed
+        token is verified for ``account_id`` before it is stored or used.
+        """
         if not token:
             raise AccountNotFoundError()
         remaining = self._remaining(account, token)
         if remaining is None or remaining > self._margin:
             return token
         return await self._flight.run(
-            str(account["userId"]), lambda: self._refresh(account, token, remaining)
+            str(account["userId"]),
+            lambda: self._refresh(account, token, remaining, tid, account_id),
         )
 
     def _remaining(self, account: dict[str, Any], token: str) -> float | None:
@@ -88,7 +100,14 @@ class MicrosoftTokenRefresher:
             return None
         return None if exp is None else exp - self._clock()
 
-    async def _refresh(self, account: dict[str, Any], token: str, remaining: float) -> str:
+    async def _refresh(
+        self,
+        account: dict[str, Any],
+        token: str,
+        remaining: float,
+        tid: str,
+        account_id: object,
+    ) -> str:
         refresh_token = self._store.decrypt(account.get("refreshToken"))
         if not refresh_token:
             if remaining > MIN_ASSERTION_LIFETIME:
@@ -99,7 +118,6 @@ class MicrosoftTokenRefresher:
                 "provider's scopes so Better Auth keeps a refresh token)"
             )
         try:
-            tid = _tenant_of(token)
             user_key = ("refresh", str(account["userId"]))
             result = await self._entra(tid).refresh(refresh_token, self._scopes, key=user_key)
         except EntraUnavailableError:
@@ -115,6 +133,9 @@ class MicrosoftTokenRefresher:
                 f"({_codes(exc)}); the user must sign in with Microsoft again",
                 entra=exc,
             ) from exc
+        # Entra answered our own request, but the refresh token was the client's to plant:
+        # the new token must still be this account's before it is kept.
+        await self._verify(result.access_token, account_id)
         await self._persist(account, result)
         logger.info("refreshed the Microsoft token of a user before an OBO exchange")
         return result.access_token
@@ -131,15 +152,8 @@ class MicrosoftTokenRefresher:
             "idToken": result.id_token or account.get("idToken"),
             "updatedAt": datetime.fromtimestamp(self._clock(), timezone.utc),
         }
-        ctx = Ctx(auth=self._auth, request=AuthRequest(method="POST", path="/obo/refresh"))
+        ctx = Ctx(auth=self._auth, request=AuthRequest(method="POST", path=REFRESH_PATH))
         await self._auth.internal.update("account", [Where("id", account["id"])], data, ctx=ctx)
-
-
-def _tenant_of(token: str) -> str | None:
-    try:
-        return read_claims(token).tid
-    except InvalidAssertionError:
-        return None
 
 
 def _codes(exc: EntraError) -> str:

@@ -6,14 +6,28 @@ the fingerprint of the Microsoft token the row was minted from. Tokens are encry
 exactly as the host encrypts its own when ``account.encrypt_oauth_tokens`` is on
 (``better_auth/oauth/flow.py`` ``_encrypt`` / ``_decrypt``).
 
+Revocation generations: rows with providerId ``microsoft:~generation`` (no token;
+``~`` cannot start an application name), one per user and revoked application
+(``scope`` names it) and one for "all applications" (``scope`` ``*``), each holding a
+random value in ``accountId`` that ``revoke_obo_tokens`` replaces. An exchange reads
+them before it starts and again after its row is written; if one that covers its
+application moved, or the Microsoft token the row is bound to is no longer the user's
+current one (unlink, deletion, a new sign-in), the exchange deletes the row it wrote.
+That holds across processes and on every adapter: it needs only the reads and writes
+every adapter has.
+
+Every row read is compared on ``userId`` exactly: MariaDB's default collation matches
+``'ADA'`` and ``'ada '`` to ``'ada'``, and a row of another spelling is another user's.
+
 Rows are written with the raw adapter: the app's database hooks never see them, and
 our own hooks cannot recurse.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -27,18 +41,29 @@ if TYPE_CHECKING:
     from ._entra import TokenResult
 
 __all__ = [
+    "ALL_APPLICATIONS",
+    "GENERATION_PROVIDER_ID",
     "MICROSOFT_PROVIDER_ID",
     "OBO_PROVIDER_PREFIX",
     "CachedToken",
     "OBOAccount",
     "OBOStore",
+    "UserRows",
     "cached_token",
+    "is_cached_token_row",
     "is_obo_row",
     "obo_row_id",
+    "provider_id",
 ]
 
 MICROSOFT_PROVIDER_ID = "microsoft"
 OBO_PROVIDER_PREFIX = "microsoft:"
+_GENERATION_KEY = "~generation"
+GENERATION_PROVIDER_ID = f"{OBO_PROVIDER_PREFIX}{_GENERATION_KEY}"
+#: The generation row's ``scope`` for a revocation of every application.
+ALL_APPLICATIONS = "*"
+#: Rows one user can have: Microsoft sign-ins, one per application, the generation.
+_MAX_USER_ROWS = 1000
 _ROW_NAMESPACE = uuid.UUID("6f1c5b0e-2f43-5a8e-9d55-0b0e0b0a0b0e")
 
 
@@ -83,9 +108,29 @@ def obo_row_id(user_id: str, application: str) -> str:
 
 
 def is_obo_row(row: dict[str, Any]) -> bool:
-    """True for a synthetic OBO cache row (providerId ``microsoft:<application>``)."""
+    """True for any row of ours (a cached token or the generation): hidden, never unlinked."""
     provider = row.get("providerId")
     return isinstance(provider, str) and provider.startswith(OBO_PROVIDER_PREFIX)
+
+
+def is_cached_token_row(row: dict[str, Any]) -> bool:
+    """True for a cached OBO token row (providerId ``microsoft:<application>``)."""
+    return is_obo_row(row) and row.get("providerId") != GENERATION_PROVIDER_ID
+
+
+@dataclass(frozen=True, slots=True)
+class UserRows:
+    """What one read of a user's ``account`` rows tells: their Microsoft sign-in (the
+    newest row holding an access token), their revocation generation, their cached rows."""
+
+    microsoft: dict[str, Any] | None
+    generations: dict[str, str]  # application, or "*" -> its revocation generation
+    cached: dict[str, dict[str, Any]]  # providerId -> row
+
+    def generation(self, application: str) -> tuple[str, str]:
+        """What a revocation of this application moves (its own, or all applications')."""
+        get = self.generations.get
+        return get(ALL_APPLICATIONS, ""), get(application, "")
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -126,17 +171,36 @@ class OBOStore:
 
     # --- the user's Microsoft sign-in -----------------------------------------------
 
+    async def user_rows(self, user_id: str) -> UserRows:
+        """The user's rows in one statement, each compared on ``userId`` exactly."""
+        rows = await self._auth.adapter.find_many(
+            "account", [Where("userId", user_id)], limit=_MAX_USER_ROWS
+        )
+        rows = [row for row in rows if row.get("userId") == user_id]
+        microsoft = [
+            row
+            for row in rows
+            if row.get("providerId") == MICROSOFT_PROVIDER_ID and row.get("accessToken")
+        ]
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        newest = max(microsoft, key=lambda r: as_utc(r.get("updatedAt")) or epoch, default=None)
+        generations: dict[str, str] = {}
+        cached: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row.get("providerId") == GENERATION_PROVIDER_ID:
+                generations[str(row.get("scope") or "")] = str(row.get("accountId") or "")
+            elif is_obo_row(row):
+                cached[str(row["providerId"])] = row
+        return UserRows(newest, generations, cached)
+
     async def microsoft_account(self, user_id: str) -> dict[str, Any] | None:
         """The user's Microsoft account row holding an access token, newest first."""
-        rows = await self._auth.adapter.find_many(
-            "account",
-            [Where("userId", user_id), Where("providerId", MICROSOFT_PROVIDER_ID)],
-        )
-        rows = [row for row in rows if row.get("accessToken")]
-        if not rows:
-            return None
-        epoch = datetime.min.replace(tzinfo=timezone.utc)
-        return max(rows, key=lambda row: as_utc(row.get("updatedAt")) or epoch)
+        return (await self.user_rows(user_id)).microsoft
+
+    async def user_exists(self, user_id: str) -> bool:
+        """True while the ``user`` row exists (exactly this id)."""
+        row = await self._auth.adapter.find_one("user", [Where("id", user_id)])
+        return row is not None and row.get("id") == user_id
 
     # --- cached OBO rows ------------------------------------------------------------
 
@@ -145,9 +209,15 @@ class OBOStore:
         row = await self._auth.adapter.find_one(
             "account", [Where("id", obo_row_id(user_id, application))]
         )
+        return self.cached(row, user_id, application)
+
+    def cached(
+        self, row: dict[str, Any] | None, user_id: str, application: str
+    ) -> CachedToken | None:
+        """A cached row as a ``CachedToken`` (decrypted), or None when it is not this key's."""
         if row is None:
             return None
-        if row.get("userId") != user_id or row.get("providerId") != _provider(application):
+        if row.get("userId") != user_id or row.get("providerId") != provider_id(application):
             return None  # never serve a row that is not exactly this key
         expires = as_utc(row.get("accessTokenExpiresAt"))
         token = self.decrypt(row.get("accessToken"))
@@ -183,7 +253,7 @@ class OBOStore:
             created = {
                 "id": row_id,
                 "userId": user_id,
-                "providerId": _provider(application),
+                "providerId": provider_id(application),
                 "createdAt": stamp,
                 **data,
             }
@@ -196,17 +266,67 @@ class OBOStore:
         created_at = as_utc((updated or {}).get("createdAt"))
         return cached_token(user_id, application, result, fingerprint, now, created=created_at)
 
-    async def purge(self, user_id: str, applications: Sequence[str] | None = None) -> int:
-        """Delete the user's cached rows: the given applications, or all of them.
+    async def purge(self, user_id: str, applications: Iterable[str], *, every: bool = False) -> int:
+        """Delete the user's cached rows for these applications (``every``: and any other
+        found, e.g. of an application no longer configured).
 
-        ``delete_many`` on purpose: the host's single-row delete fails on MariaDB.
+        By id, never by ``userId`` (MariaDB would match other spellings of the id), and
+        including the ids of applications no row was seen for, so a row written while
+        this runs is still covered. ``delete_many``: the host's single-row delete fails
+        on MariaDB.
         """
-        where = [Where("userId", user_id)]
-        if applications is None:
-            where.append(Where("providerId", OBO_PROVIDER_PREFIX, operator="starts_with"))
-        else:
-            where.append(Where("id", [obo_row_id(user_id, app) for app in applications], "in"))
+        ids = {obo_row_id(user_id, app) for app in applications}
+        if every:
+            found = (await self.user_rows(user_id)).cached.values()
+            ids.update(str(row["id"]) for row in found)
+        where = [Where("id", sorted(ids), "in")]
         return int(await self._auth.adapter.delete_many("account", where))
+
+    async def delete_if_bound(self, user_id: str, application: str, fingerprint: str) -> None:
+        """Delete the row for (user, application) if it is still bound to ``fingerprint``."""
+        where = [Where("id", obo_row_id(user_id, application)), Where("accountId", fingerprint)]
+        await self._auth.adapter.delete_many("account", where)
+
+    async def delete_accounts(self, user_id: str) -> int:
+        """Delete every ``account`` row of a deleted user (exactly this id)."""
+        rows = await self._auth.adapter.find_many(
+            "account", [Where("userId", user_id)], limit=_MAX_USER_ROWS
+        )
+        ids = sorted(str(row["id"]) for row in rows if row.get("userId") == user_id)
+        if not ids:
+            return 0
+        return int(await self._auth.adapter.delete_many("account", [Where("id", ids, "in")]))
+
+    async def new_generation(self, user_id: str, application: str | None, now: float) -> None:
+        """Move the revocation generation of one application (None: of all of them):
+        exchanges in flight for it drop what they write.
+
+        Skipped (no error) when the user no longer exists: the row would be an orphan.
+        """
+        adapter = self._auth.adapter
+        scope = ALL_APPLICATIONS if application is None else application
+        row_id = obo_row_id(user_id, f"{_GENERATION_KEY}:{scope}")
+        stamp = datetime.fromtimestamp(int(now), tz=timezone.utc)
+        data: dict[str, Any] = {"accountId": secrets.token_hex(16), "updatedAt": stamp}
+        if await adapter.update("account", [Where("id", row_id)], data) is not None:
+            return
+        if not await self.user_exists(user_id):
+            return
+        created = {
+            "id": row_id,
+            "userId": user_id,
+            "providerId": GENERATION_PROVIDER_ID,
+            "scope": scope,
+            "createdAt": stamp,
+            **data,
+        }
+        try:
+            await adapter.create("account", created, force_allow_id=True)
+        except Exception as exc:
+            if not _is_integrity_error(exc):
+                raise
+            # Another process created it first (or the user went meanwhile): move it anyway.
+            await adapter.update("account", [Where("id", row_id)], data)
 
 
 def cached_token(
@@ -224,7 +344,7 @@ def cached_token(
     account = OBOAccount(
         id=obo_row_id(user_id, application),
         userId=user_id,
-        providerId=_provider(application),
+        providerId=provider_id(application),
         accountId=fingerprint,
         accessToken=result.access_token,
         refreshToken=result.refresh_token,
@@ -236,7 +356,8 @@ def cached_token(
     return CachedToken(account, expires.timestamp(), fingerprint)
 
 
-def _provider(application: str) -> str:
+def provider_id(application: str) -> str:
+    """The providerId of the cached row for an application: ``microsoft:<application>``."""
     return f"{OBO_PROVIDER_PREFIX}{application}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -93,3 +94,72 @@ async def test_the_graph_token_reads_me(entra: EntraEmulator, api: App) -> None:
             headers={"authorization": f"Bearer {account['accessToken']}"},
         )
     assert me.json()["userPrincipalName"] == "ada@contoso.example"
+
+
+async def _id_token_sign_in(
+    entra: EntraEmulator, api: App, id_token: str, access_token: str
+) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    """``POST /sign-in/social`` with ``idToken``: better-auth-server verifies it against
+    the emulator's ``/discovery/v2.0/keys`` (issuer, audience, max age)."""
+    provider = {
+        "client_id": api.client_id,
+        "client_secret": api.client_secret,
+        "tenant_id": entra.tenant_id,
+        "authority": entra.authority,
+        "disable_profile_photo": True,
+    }
+    async with httpx.AsyncClient(verify=entra.ssl_context()) as outbound:
+        auth = BetterAuth(
+            secret="s" * 40,
+            base_url="http://testserver",
+            adapter=MemoryAdapter(),
+            social_providers={"microsoft": provider},
+            http_client=outbound,
+        )
+        app = FastAPI()
+        app.include_router(BetterAuthFastAPI(auth).router)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://testserver",
+            headers={"origin": "http://testserver"},
+        ) as client:
+            response = await client.post(
+                "/api/auth/sign-in/social",
+                json={
+                    "provider": "microsoft",
+                    "idToken": {"token": id_token, "accessToken": access_token},
+                },
+            )
+            accounts = await auth.adapter.find_many("account", [Where("providerId", "microsoft")])
+    return response, [dict(a) for a in accounts]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_id_token_sign_in_with_an_issued_id_token(entra: EntraEmulator, version: int) -> None:
+    api = entra.register_app("spa-api", scopes=["access_as_user"], access_token_version=version)
+    user = entra.add_user("Grace Hopper", "grace@contoso.example")
+    access = entra.issue_token(user, audience=api)
+
+    response, accounts = await _id_token_sign_in(
+        entra, api, entra.issue_id_token(user, client=api), access
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["email"] == "grace@contoso.example"
+    (account,) = accounts
+    assert account["accountId"] == user.oid
+    assert claims(account["accessToken"])["ver"] == f"{version}.0"
+
+
+async def test_id_token_sign_in_refuses_a_foreign_or_stale_id_token(
+    entra: EntraEmulator, api: App
+) -> None:
+    user = next(iter(entra.users.values()))
+    other = entra.register_app("someone-else")
+    stale = entra.issue_id_token(user, client=api, issued_at=time.time() - 7200)
+    foreign = entra.issue_id_token(user, client=other)
+    for token in (stale, foreign):
+        response, accounts = await _id_token_sign_in(entra, api, token, "x")
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == "INVALID_TOKEN"
+        assert accounts == []

@@ -28,7 +28,8 @@ def test_discovery_for_aliases(entra: EntraEmulator, http: httpx.Client, alias: 
 
 def test_v1_metadata(entra: EntraEmulator, http: httpx.Client) -> None:
     doc = http.get(f"{entra.authority}/{entra.tenant_id}/.well-known/openid-configuration").json()
-    assert doc["issuer"] == f"{entra.authority}/{entra.tenant_id}/"
+    assert doc["issuer"] == f"https://sts.windows.net/{entra.tenant_id}/"
+    assert doc["jwks_uri"] == f"{entra.authority}/{entra.tenant_id}/discovery/keys"
 
 
 def test_tokens_verify_against_the_jwks(entra: EntraEmulator, trio: Trio) -> None:

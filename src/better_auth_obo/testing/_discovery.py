@@ -3,7 +3,9 @@
 Field set and order follow a recorded tenant-specific document (v2-protocols-oidc.md).
 For ``common``/``organizations``/``consumers`` the issuer keeps the literal
 ``{tenantid}`` placeholder and the endpoints keep the alias, as the real service does.
-A domain in the path answers with the tenant GUID in every URL.
+A domain in the path answers with the tenant GUID in every URL. The v1 document
+(``/{tenant}/.well-known/openid-configuration``) and keys (``/{tenant}/discovery/keys``)
+name the v1 issuer, ``https://sts.windows.net/{tid}/``, whatever the authority.
 """
 
 from __future__ import annotations
@@ -103,7 +105,9 @@ async def jwks(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     version = 2 if "/v2.0/" in request.url.path else 1
-    # Keys carry a templated issuer, valid for any tenant (access-tokens.md).
+    # Keys carry a templated issuer, valid for any tenant (access-tokens.md): the v2
+    # one on /discovery/v2.0/keys, the v1 one (sts.windows.net) on /discovery/keys.
+    # Both endpoints publish the same keys, so rotation shows on both at once.
     return JSONResponse(issuer.keys.jwks(issuer.issuer("{tenantid}", version)), headers=_CACHE)
 
 

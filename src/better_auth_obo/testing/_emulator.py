@@ -157,9 +157,14 @@ class EntraEmulator:
     def jwks_uri(self, tenant: Tenant | str | None = None) -> str:
         return f"{self.authority}/{self._segment(tenant)}/discovery/v2.0/keys"
 
-    def issuer(self, tenant: Tenant | str | None = None) -> str:
-        """The v2 ``iss`` of tokens issued in ``tenant`` (default: the default tenant)."""
-        return self._running[1].issuer(self._segment(tenant))
+    def issuer(self, tenant: Tenant | str | None = None, *, version: int = 2) -> str:
+        """The ``iss`` of tokens issued in ``tenant`` (default: the default tenant):
+        ``{authority}/{tid}/v2.0`` for v2 tokens (and every ID token),
+        ``https://sts.windows.net/{tid}/`` for v1 access tokens (Microsoft Graph's, and
+        those of apps registered with ``access_token_version=1``)."""
+        if version not in (1, 2):
+            raise ValueError("version must be 1 or 2")
+        return self._running[1].issuer(self._segment(tenant), version)
 
     @property
     def graph_url(self) -> str:
@@ -347,7 +352,10 @@ class EntraEmulator:
     ) -> str:
         """A user access token as Entra would issue it to ``client`` (default: the
         audience app itself) for ``audience`` (an App, or ``"https://graph.microsoft.com"``).
-        ``issued_at`` in the past with a short ``lifetime`` gives an expired token."""
+        For an app registered with ``access_token_version=1`` the token's ``aud`` is
+        its client id, or its App ID URI when ``audience`` is that URI (as when the scope
+        was requested as ``api://.../scope``). ``issued_at`` in the past with a short
+        ``lifetime`` gives an expired token."""
         resource = self._resource(audience)
         default = ["User.Read"] if resource is GRAPH else list(resource.scopes)
         names = default if scopes is None else list(scopes)
@@ -362,6 +370,7 @@ class EntraEmulator:
             permissions=tuple(names),
             azpacr="1",
             mfa=mfa,
+            by_uri=_by_uri(audience, resource),
         )
         return self._running[1].access_token(grant, lifetime=lifetime, issued_at=issued_at)[0]
 
@@ -382,12 +391,41 @@ class EntraEmulator:
             user=None,
             permissions=tuple(roles),
             azpacr="1",
+            by_uri=_by_uri(audience, resource),
         )
         return self._running[1].access_token(grant, lifetime=lifetime)[0]
 
-    def issue_id_token(self, user: User, *, client: App, nonce: str | None = None) -> str:
+    def issue_id_token(
+        self,
+        user: User,
+        *,
+        client: App,
+        nonce: str | None = None,
+        tenant: Tenant | str | None = None,
+        issued_at: float | None = None,
+    ) -> str:
+        """A signed ID token for ``user`` signing in to ``client``, as the token endpoint
+        returns it: v2, ``aud`` = the client id, ``iss`` = ``{authority}/{tid}/v2.0``,
+        lifetime 3600 s, ``email``, and ``nonce`` when given. Verifiable against
+        ``jwks_uri()``. ``tenant`` (a Tenant, GUID or domain) sets ``tid``/``iss``
+        (default: the user's tenant; for a guest pass the object from ``invite``);
+        ``issued_at`` in the past gives an old token. For better-auth-server's ID-token
+        sign-in: ``POST /sign-in/social`` with ``{"provider": "microsoft", "idToken":
+        {"token": ..., "accessToken": ...}}``."""
+        if tenant is None:
+            tenant_id = user.tenant_id
+        else:
+            found = self._directory.find_tenant(self._segment(tenant))
+            if found is None:
+                raise ValueError(f"unknown tenant {tenant!r}")
+            tenant_id = found.tenant_id
         return self._running[1].id_token(
-            user=user, client=client, tenant_id=user.tenant_id, nonce=nonce, email=True
+            user=user,
+            client=client,
+            tenant_id=tenant_id,
+            nonce=nonce,
+            email=True,
+            issued_at=issued_at,
         )
 
     def _client_for(self, resource: Resource) -> App:
@@ -411,3 +449,9 @@ class EntraEmulator:
 
     def clear_token_requests(self) -> None:
         self._directory.clear_log()
+
+
+def _by_uri(audience: App | str, resource: Resource) -> bool:
+    """Whether ``audience`` names the resource by App ID URI rather than client id (the
+    ``aud`` of v1 tokens follows it; an ``App`` counts as its client id)."""
+    return isinstance(audience, str) and audience.rstrip("/").lower() != resource.client_id.lower()

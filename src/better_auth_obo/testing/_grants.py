@@ -135,6 +135,7 @@ def delegated_response(
         permissions=permissions,
         azpacr=call.auth.azpacr,
         mfa=mfa,
+        by_uri=requested.by_uri,
     )
     token, lifetime = issuer.access_token(grant)
     body: dict[str, Any] = {
@@ -239,6 +240,7 @@ def client_credentials(call: TokenCall) -> tuple[dict[str, Any], None]:
         user=None,
         permissions=tuple(sorted(granted & resource.roles)),
         azpacr=call.auth.azpacr,
+        by_uri=requested.by_uri,
     )
     token, lifetime = call.issuer.access_token(grant)
     body = {

@@ -3,7 +3,9 @@
 (``{api_url(app)}/whoami``).
 
 Both validate the bearer token as a real resource does: signature against the
-emulator's keys, issuer, lifetime, audience and ``scp``/``roles``; failures answer in
+emulator's keys, issuer (v2 ``{authority}/{tid}/v2.0`` or v1
+``https://sts.windows.net/{tid}/``), lifetime, audience (an API's client id or App ID
+URI; Graph's URL or app id) and ``scp``/``roles``; failures answer in
 Graph's error envelope (user-get.md; recorded responses):
 ``{"error": {"code": "InvalidAuthenticationToken", "message": …, "innerError": {…}}}``.
 """
@@ -161,5 +163,19 @@ async def downstream_whoami(request: Request) -> Response:
             raise _forbidden()
     except _Denied as denied:
         return _envelope(request, issuer, denied)
-    keys = ("oid", "tid", "name", "preferred_username", "azp", "aud", "scp", "roles", "idtyp")
+    keys = (
+        "oid",
+        "tid",
+        "name",
+        "preferred_username",
+        "upn",
+        "azp",
+        "appid",
+        "aud",
+        "iss",
+        "ver",
+        "scp",
+        "roles",
+        "idtyp",
+    )
     return JSONResponse({k: claims[k] for k in keys if k in claims})

@@ -1,8 +1,10 @@
 """The On-Behalf-Of grant (``urn:ietf:params:oauth:grant-type:jwt-bearer``).
 
 Checks in Entra's order (v2-oauth2-on-behalf-of-flow.md, reference-error-codes.md):
-malformed assertion (50027), signature / issuer (50013), lifetime (500133), id token
-(240002), audience = the calling app's client id or App ID URI (500131), a user
+malformed assertion (50027), signature / issuer (50013; v2 ``{authority}/{tid}/v2.0``
+or v1 ``https://sts.windows.net/{tid}/``), lifetime (500133), id token (240002),
+audience = the calling app's client id or App ID URI (500131; a v1 assertion carries
+whichever the user's client named the API by), a user
 principal, the user's presence in the tenant (50020), then the scopes (500011 /
 700022 / 70011), consent (65001) and Conditional Access (53003, 50076/50079).
 

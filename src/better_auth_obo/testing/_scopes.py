@@ -38,9 +38,17 @@ class Resource:
     version: int
     app: App | None = field(default=None, compare=False)
 
-    def audience(self) -> str:
-        """``aud``: always the GUID in v2 tokens; Graph's v1 tokens carry its URL."""
-        return self.client_id if self.version == 2 else self.identifiers[0]
+    def audience(self, *, by_uri: bool = False) -> str:
+        """``aud``: always the GUID in v2 tokens. A v1 token carries the App ID URI when
+        the request named the resource by it (``by_uri``), else the GUID; Microsoft
+        Graph's (v1) tokens carry its URL (access-token-claims-reference.md)."""
+        if self.version == 2:
+            return self.client_id
+        if self.client_id == GRAPH_APP_ID:
+            return GRAPH_RESOURCE
+        if by_uri and self.app is not None:
+            return self.app.app_id_uri
+        return self.client_id
 
     def knows(self, permission: str, *, roles: bool = False) -> str | None:
         """The permission's canonical spelling, matched case-insensitively."""

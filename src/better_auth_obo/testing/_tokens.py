@@ -4,9 +4,13 @@ Claim sets follow access-token-claims-reference.md and id-token-claims-reference
 v2 access tokens carry ``aud`` (the resource's client id), ``iss``
 (``{authority}/{tid}/v2.0``), ``iat``/``nbf``/``exp``, ``azp``/``azpacr``, ``name``,
 ``oid``, ``preferred_username``, ``scp`` or ``roles``, ``sub``, ``tid``, ``uti``,
-``ver``. Microsoft Graph tokens are v1 (``iss`` = ``{authority}/{tid}/``, ``appid``,
-``upn``, ``unique_name``) and carry a ``nonce`` header as the real ones do. The
-emulator's own ``amr`` claim records whether MFA was performed.
+``ver``. v1 tokens (Microsoft Graph's, and those of apps registered with
+``access_token_version=1``) carry ``iss`` = ``https://sts.windows.net/{tid}/`` as the
+real ones do whatever the authority, ``appid``/``appidacr``, ``upn``,
+``unique_name``, and ``aud`` = the App ID URI or the client id, following how the
+scope named the resource. Graph tokens carry a ``nonce`` header as the real ones do.
+The emulator's own ``amr`` claim records whether MFA was performed. ID tokens are
+always v2.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ._keys import KeySet
 from ._models import App, User
 from ._scopes import Resource
 from ._state import Directory
-from ._wire import GRAPH_APP_ID, b64url_json, opaque, pairwise_sub
+from ._wire import GRAPH_APP_ID, V1_ISSUER_HOST, b64url_json, opaque, pairwise_sub
 
 __all__ = ["BadToken", "Grant", "TokenIssuer"]
 
@@ -49,6 +53,7 @@ class Grant:
     permissions: tuple[str, ...]
     azpacr: str
     mfa: bool = False
+    by_uri: bool = False  # the scope named the resource by App ID URI (v1 ``aud``)
 
 
 class TokenIssuer:
@@ -79,11 +84,11 @@ class TokenIssuer:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock()))
 
     def issuer(self, tenant_id: str, version: int = 2) -> str:
-        return (
-            f"{self.authority}/{tenant_id}/v2.0"
-            if version == 2
-            else f"{self.authority}/{tenant_id}/"
-        )
+        """``iss`` of a token of that version: ``{authority}/{tid}/v2.0`` (v2) or
+        ``https://sts.windows.net/{tid}/`` (v1, trailing slash, any authority)."""
+        if version == 2:
+            return f"{self.authority}/{tenant_id}/v2.0"
+        return f"{V1_ISSUER_HOST}/{tenant_id}/"
 
     def lifetime(self, resource: Resource) -> int:
         return self.directory.lifetime(resource.client_id, self._default_lifetime())
@@ -97,7 +102,7 @@ class TokenIssuer:
         now = int(self.clock() if issued_at is None else issued_at)
         version = grant.resource.version
         claims: dict[str, Any] = {
-            "aud": grant.resource.audience(),
+            "aud": grant.resource.audience(by_uri=grant.by_uri),
             "iss": self.issuer(grant.tenant_id, version),
             "iat": now,
             "nbf": now,
@@ -138,9 +143,16 @@ class TokenIssuer:
         return claims
 
     def id_token(
-        self, *, user: User, client: App, tenant_id: str, nonce: str | None, email: bool
+        self,
+        *,
+        user: User,
+        client: App,
+        tenant_id: str,
+        nonce: str | None,
+        email: bool,
+        issued_at: float | None = None,
     ) -> str:
-        now = int(self.clock())
+        now = int(self.clock() if issued_at is None else issued_at)
         claims: dict[str, Any] = {
             "aud": client.client_id,
             "iss": self.issuer(tenant_id),

@@ -23,6 +23,10 @@ CLIENT_ASSERTION_TYPE_JWT = "urn:ietf:params:oauth:client-assertion-type:jwt-bea
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
+#: Host part of every v1.0 token's ``iss``: ``https://sts.windows.net/{tid}/`` whatever
+#: the authority (access-token-claims-reference.md). The emulator keeps it verbatim.
+V1_ISSUER_HOST = "https://sts.windows.net"
+
 #: OpenID Connect scopes: never part of a resource's permissions.
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 #: Tenant aliases accepted in the path instead of a tenant id or domain.
