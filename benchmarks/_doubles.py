@@ -108,10 +108,12 @@ class IndexedMemoryAdapter(MemoryAdapter):
         return self._out(model, dict(rows[0]), kwargs.get("select")) if rows else None
 
     async def find_many(self, model: str, where: list[Where] | None = None, **kwargs: Any) -> Any:
-        rows = self._candidates(model, where) if where and not kwargs else None
+        simple = where and set(kwargs) <= {"limit"}  # the plugin reads a user's rows with a limit
+        rows = self._candidates(model, where) if simple else None
         if rows is None:
             return await super().find_many(model, where, **kwargs)
-        return [self._out(model, dict(r), None) for r in rows]
+        limit = kwargs.get("limit")
+        return [self._out(model, dict(r), None) for r in rows[:limit]]
 
     def insert(self, model: str, rows: list[dict[str, Any]]) -> None:
         """Bulk seeding without an await per row: the rows ``create`` would store."""
@@ -121,6 +123,17 @@ class IndexedMemoryAdapter(MemoryAdapter):
             self._ids[(model, stored.get("id"))] = stored
             if model == "account":
                 self._users[stored.get("userId")].append(stored)
+
+    async def delete_many(self, model: str, where: list[Where]) -> int:
+        deleted = await super().delete_many(model, where)
+        if deleted:  # rebuild this model's indexes from what is left (revokes are rare here)
+            kept = {id(row) for row in self._store[model]}
+            for key in [k for k, row in self._ids.items() if k[0] == model and id(row) not in kept]:
+                del self._ids[key]
+            if model == "account":
+                for rows in self._users.values():
+                    rows[:] = [row for row in rows if id(row) in kept]
+        return int(deleted)
 
     async def update(self, model: str, where: list[Where], data: dict[str, Any]) -> Any:
         rows = self._candidates(model, where)

@@ -52,5 +52,6 @@ async def miss_cost(users: int = 600, groups: int = 6) -> MissCost:
             else:
                 again += spent
     measured = size * groups
+    assert entra.exchanges == 2 * measured, "every call of both rounds must be a miss"
     await plugin.aclose()
     return MissCost(measured, first / measured * 1000, again / measured * 1000)

@@ -75,13 +75,23 @@ class RecordCollector(logging.Handler):
         self.texts.append(text)
 
 
+def chained(error: BaseException) -> list[BaseException]:
+    """Every exception reachable through ``__cause__`` and ``__context__`` (both, always:
+    ``raise ... from None`` hides the context from tracebacks, not from code)."""
+    found: list[BaseException] = []
+    todo = [error.__cause__, error.__context__]
+    while todo and len(found) < 20:
+        cause = todo.pop()
+        if cause is None or any(cause is seen for seen in found):
+            continue
+        found.append(cause)
+        todo += [cause.__cause__, cause.__context__]
+    return found
+
+
 def error_texts(error: BaseException) -> str:
-    """Message, extra and reprs of an error and of its cause chain."""
+    """Message, extra and reprs of an error and of every exception chained to it."""
     parts = [str(error), repr(error), repr(getattr(error, "extra", None))]
-    cause = error.__cause__ or error.__context__
-    seen = 0
-    while cause is not None and seen < 5:
+    for cause in chained(error):
         parts += [str(cause), repr(cause)]
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
     return " ".join(parts)

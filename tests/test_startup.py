@@ -103,3 +103,20 @@ async def test_plugin_used_before_init_says_so() -> None:
     plugin = OBOPlugin(applications=APPS)
     with pytest.raises(RuntimeError, match="plugins="):
         await plugin.revoke_obo_tokens("u1")
+
+
+def test_id_token_sign_in_is_said_with_what_is_checked(caplog: pytest.LogCaptureFixture) -> None:
+    """The host's default lets clients store any access token; say it is verified, and how
+    to turn that sign-in off. A log line, not a warning category: it is not a fault."""
+    import warnings
+
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build(provider())
+    (notice,) = [r.getMessage() for r in caplog.records if "ID-token sign-in" in r.getMessage()]
+    assert "disable_id_token_sign_in=True" in notice
+    assert all(check in notice for check in ("signature", "issuer", "audience", "tenant", "oid"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build(provider(disable_id_token_sign_in=True))
+    assert "ID-token sign-in" not in caplog.text
