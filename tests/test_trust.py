@@ -23,7 +23,15 @@ from better_auth.crypto import symmetric_encrypt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tests._leaks import register
 from tests.conftest import MakeAuth
-from tests.test_e2e import GRAPH_USER_READ, World, clients, microsoft, sign_in, world
+from tests.test_e2e import (
+    GRAPH_USER_READ,
+    World,
+    _plugin_with,
+    clients,
+    microsoft,
+    sign_in,
+    world,
+)
 from tests.test_lifecycle import host_bug_on_mariadb
 
 from better_auth_obo import OBOConfigurationWarning, OBOPlugin
@@ -265,16 +273,104 @@ async def test_revoke_during_an_exchange_sticks(world: World, application: str |
 async def test_revoke_in_another_process_during_an_exchange_sticks(
     world: World, make_auth: MakeAuth
 ) -> None:
-    """A second BetterAuth + plugin on the same database stands for another worker."""
     user_id = await sign_in(world)
-    other = OBOPlugin(applications={"graph": {"scope": [GRAPH_USER_READ]}})
-    options: dict[str, Any] = {"adapter": world.auth.adapter}
-    await make_auth(clean=False, social_providers={"microsoft": microsoft(world.entra, world.api)},
-                    plugins=[other], **options)  # fmt: skip
+    other = await _plugin_with(world, make_auth)  # another worker, same database
     pending = await in_flight(world, user_id)
     await other.revoke_obo_tokens(user_id)
-    await pending
+    old = await pending
     assert await cached_rows(world, user_id) == []
+    fresh = await other.get_obo_token(user_id=user_id, application_name="graph")
+    assert fresh["accessToken"] != old["accessToken"]
+
+
+@pytest.mark.parametrize("event", ["revoke", "new_sign_in", "delete_user"])
+async def test_a_call_after_the_event_never_joins_the_older_exchange(
+    world: World, database: Any, request: pytest.FixtureRequest, event: str
+) -> None:
+    """Callers share one exchange per key, but not across a revoke, a new sign-in or a
+    deletion: a call that starts after the event gets nothing minted before it."""
+    if event == "delete_user":
+        host_bug_on_mariadb(database, request)
+    user_id = await sign_in(world)
+    pending = await in_flight(world, user_id)
+    if event == "revoke":
+        await world.plugin.revoke_obo_tokens(user_id)
+    elif event == "new_sign_in":
+        await sign_in(world)
+    else:
+        await world.auth.internal.delete_user(user_id)
+    after = asyncio.ensure_future(
+        world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    )
+    old = await pending
+    if event == "delete_user":
+        await refused(after, "MICROSOFT_ACCOUNT_NOT_FOUND")
+        return
+    assert (await after)["accessToken"] != old["accessToken"]
+
+
+async def test_a_row_left_by_a_failed_recheck_is_not_served_after_a_revoke(world: World) -> None:
+    """The database fails on the exchange's re-read after its write, so the row it wrote
+    during a revoke stays: its generation stamp keeps it from ever being served."""
+    user_id = await sign_in(world)
+    adapter = world.auth.adapter
+    find_many = adapter.find_many
+    armed: list[bool] = []
+
+    async def blip(model: str, where: Any = None, **kwargs: Any) -> Any:
+        if armed and model == "account":
+            armed.clear()
+            raise ConnectionError("the database went away for a moment")
+        return await find_many(model, where, **kwargs)
+
+    pending = await in_flight(world, user_id)
+    await world.plugin.revoke_obo_tokens(user_id)
+    adapter.find_many = blip  # type: ignore[method-assign]
+    armed.append(True)  # the next read of the user's rows is the exchange's re-check
+    old = await pending
+    adapter.find_many = find_many  # type: ignore[method-assign]
+    assert len(await cached_rows(world, user_id)) == 1  # left behind by the failed re-check
+    exchanges = world.exchanges()
+    fresh = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    assert world.exchanges() == exchanges + 1
+    assert fresh["accessToken"] != old["accessToken"]
+
+
+async def test_a_user_deleted_without_hooks_is_not_served_from_the_table(
+    world: World, make_auth: MakeAuth
+) -> None:
+    """A raw delete of the user row (no hooks; SQLite and Memory keep the account rows):
+    another process, reading the table, must not serve the deleted user's token."""
+    user_id = await sign_in(world)
+    await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    await world.auth.adapter.delete_many("user", [Where("id", user_id)])
+    other = await _plugin_with(world, make_auth)  # another worker, same database
+    await refused(
+        other.get_obo_token(user_id=user_id, application_name="graph"),
+        "MICROSOFT_ACCOUNT_NOT_FOUND",
+    )
+
+
+async def test_an_expired_token_signed_by_a_retired_key_is_refreshed(
+    make_auth: MakeAuth,
+) -> None:
+    """Back after a key rollover: the stored token cannot be verified any more (its key is
+    gone) but the refresh token works, and the refreshed token is verified in full."""
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    async with (
+        EntraEmulator(clock=clock) as entra,
+        one_app_world(entra, make_auth, clock=clock) as world,
+    ):
+        user_id = await sign_in(world)
+        entra.rotate_keys(keep_previous=False)
+        offset[0] = 2 * 3600.0  # the stored token expired an hour ago
+        account = await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+        assert (await graph_me(world, account["accessToken"]))["id"] == world.user.oid
+        assert world.grants("refresh_token") == 1
 
 
 async def test_new_sign_in_during_an_exchange_is_not_served_the_old_token(world: World) -> None:

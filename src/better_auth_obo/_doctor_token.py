@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from ._assertion import check_assertion, fingerprint, read_claims
 from ._doctor_report import CachedSummary, Finding, Report, TokenSummary
 from ._errors import InvalidAssertionError
-from ._store import OBO_PROVIDER_PREFIX, OBOStore, as_utc, is_obo_row
+from ._store import OBO_PROVIDER_PREFIX, OBOStore, as_utc, is_cached_token_row
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -179,7 +179,8 @@ async def _cached(
 
     rows = await auth.adapter.find_many("account", [Where("userId", user_id)])
     summaries = []
-    for row in sorted((r for r in rows if is_obo_row(r)), key=lambda r: str(r["providerId"])):
+    ours = [r for r in rows if r.get("userId") == user_id and is_cached_token_row(r)]
+    for row in sorted(ours, key=lambda r: str(r["providerId"])):
         try:
             audience = read_claims(store.decrypt(row.get("accessToken")) or "").aud
         except InvalidAssertionError:

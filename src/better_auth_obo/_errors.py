@@ -9,6 +9,7 @@ Every failure inside the library raises one of these. The plugin boundary
      ├── UnknownApplicationError       UNKNOWN_APPLICATION (400)
      ├── AccountNotFoundError          MICROSOFT_ACCOUNT_NOT_FOUND (404)
      ├── ReauthenticationRequiredError MICROSOFT_REAUTHENTICATION_REQUIRED (401)
+     │    └── KeyRetiredError               expired, signed by a key no longer published
      ├── InvalidAssertionError         INVALID_ASSERTION (500)
      ├── EntraError                    OBO_EXCHANGE_FAILED (502): Entra answered with an error
      │    ├── InteractionRequiredError      claims challenge / MFA (``claims`` attribute)
@@ -36,6 +37,7 @@ __all__ = [
     "ErrorCode",
     "InteractionRequiredError",
     "InvalidAssertionError",
+    "KeyRetiredError",
     "OBOConfigurationWarning",
     "OBOError",
     "ReauthenticationRequiredError",
@@ -231,17 +233,34 @@ class ConsentRequiredError(EntraError):
 class ReauthenticationRequiredError(OBOError):
     """The user's Microsoft token is expired (or about to be) and cannot be refreshed.
 
-    ``entra`` holds Entra's refusal of the refresh, when there was one.
+    ``entra`` holds Entra's refusal of the refresh, when there was one; otherwise
+    ``reason`` says why (``no_refresh_token``, ``expired``, ``key_retired``).
     """
 
     code = "MICROSOFT_REAUTHENTICATION_REQUIRED"
 
-    def __init__(self, message: str | None = None, *, entra: EntraError | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        entra: EntraError | None = None,
+        reason: str = "no_refresh_token",
+    ) -> None:
         self.entra = entra
+        self.reason = reason
         super().__init__(message)
 
     def to_extra(self) -> dict[str, Any]:
-        return self.entra.to_extra() if self.entra is not None else {"reason": "no_refresh_token"}
+        return self.entra.to_extra() if self.entra is not None else {"reason": self.reason}
+
+
+class KeyRetiredError(ReauthenticationRequiredError):
+    """The stored token has expired and Entra no longer publishes the key that signed it:
+    it cannot be verified, only replaced (a refresh, whose result is verified, or a new
+    sign-in)."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, reason="key_retired")
 
 
 class EntraUnavailableError(OBOError):

@@ -141,7 +141,9 @@ class OBOPlugin(Plugin):
             refresh_ahead=self.refresh_ahead,
             clock=clock,
         )
-        self._flight: SingleFlight[tuple[str, str], OBOAccount] = SingleFlight()
+        # Keyed with the purge generation: a caller after a revoke, an unlink or a deletion
+        # never joins a load that started before it.
+        self._flight: SingleFlight[tuple[str, str, int], OBOAccount] = SingleFlight()
         self._telemetry = Telemetry()
         self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(clock=clock)
         self._lifecycle = Lifecycle(
@@ -256,9 +258,11 @@ class OBOPlugin(Plugin):
         _check_arguments(user_id, application_name)
         if application_name not in self.applications:
             raise _api_error(self._unknown_application(application_name))
+        generation = self._l1.generation(user_id, application_name)
         try:
             account = await self._flight.run(
-                (user_id, application_name), lambda: self._load(user_id, application_name)
+                (user_id, application_name, generation),
+                lambda: self._load(user_id, application_name, generation=generation),
             )
         except OBOError as exc:
             raise _api_error(exc) from exc
@@ -268,7 +272,9 @@ class OBOPlugin(Plugin):
         """Delete the user's cached OBO tokens (one application, or all); returns rows deleted.
 
         Linearizable with exchanges in flight, in this process and in others: once this
-        returns, no token minted before it is served from memory or from the database.
+        returns, no process serves a token minted before it from the table (rows carry the
+        generation they were minted under), and this process not from memory either;
+        another process's memory lets go within ``cache_revalidate_after`` seconds.
         """
         _check_user_id(user_id)
         if application_name is not None and application_name not in self.applications:
@@ -298,11 +304,19 @@ class OBOPlugin(Plugin):
 
     # --- the work behind a miss ---------------------------------------------------------
 
-    async def _load(self, user_id: str, application: str, *, ahead: bool = False) -> OBOAccount:
+    async def _load(
+        self,
+        user_id: str,
+        application: str,
+        *,
+        ahead: bool = False,
+        generation: int | None = None,
+    ) -> OBOAccount:
         if self._source is None:
             raise self._settings_error or ConfigurationError()
         started = time.perf_counter()
-        generation = self._l1.generation(user_id, application)
+        if generation is None:
+            generation = self._l1.generation(user_id, application)
         with self._telemetry.span(application):
             try:
                 loaded = await self._source.load(user_id, application, ahead=ahead)
@@ -362,7 +376,7 @@ class OBOPlugin(Plugin):
 
     # --- configuration --------------------------------------------------------------
 
-    def _client(self, tid: str) -> EntraClient:
+    def _client(self, tid: str | None) -> EntraClient:
         settings = self._settings
         if settings is None:
             raise self._settings_error or ConfigurationError()

@@ -56,7 +56,7 @@ class MicrosoftTokenRefresher:
         *,
         auth: BetterAuth,
         store: OBOStore,
-        entra: Callable[[str], EntraClient],
+        entra: Callable[[str | None], EntraClient],
         verify: Callable[[str, object], Awaitable[object]],
         scopes: Sequence[str],
         margin: float,
@@ -72,7 +72,7 @@ class MicrosoftTokenRefresher:
         self._flight: SingleFlight[str, str] = SingleFlight()
 
     async def valid_token(
-        self, account: dict[str, Any], token: str, *, tid: str, account_id: object
+        self, account: dict[str, Any], token: str, *, tid: str | None, account_id: object
     ) -> str:
         """The account's access token, refreshed first when it expires within the margin.
 
@@ -105,7 +105,7 @@ class MicrosoftTokenRefresher:
         account: dict[str, Any],
         token: str,
         remaining: float,
-        tid: str,
+        tid: str | None,
         account_id: object,
     ) -> str:
         refresh_token = self._store.decrypt(account.get("refreshToken"))
@@ -153,7 +153,10 @@ class MicrosoftTokenRefresher:
             "updatedAt": datetime.fromtimestamp(self._clock(), timezone.utc),
         }
         ctx = Ctx(auth=self._auth, request=AuthRequest(method="POST", path=REFRESH_PATH))
-        await self._auth.internal.update("account", [Where("id", account["id"])], data, ctx=ctx)
+        # Only while the row still holds the token we refreshed: a new sign-in meanwhile
+        # wins (the exchange in flight then finds its binding gone and keeps nothing).
+        where = [Where("id", account["id"]), Where("accessToken", account.get("accessToken"))]
+        await self._auth.internal.update("account", where, data, ctx=ctx)
 
 
 def _codes(exc: EntraError) -> str:

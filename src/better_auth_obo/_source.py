@@ -21,14 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._assertion import fingerprint
+from ._assertion import fingerprint, read_claims
 from ._config import OBOApplication
 from ._entra import EntraClient, TokenResult
-from ._errors import AccountNotFoundError, EntraUnavailableError
+from ._errors import AccountNotFoundError, EntraUnavailableError, KeyRetiredError
 from ._lease import Lease, NullLease
 from ._refresh import MicrosoftTokenRefresher
 from ._store import CachedToken, OBOStore, UserRows, cached_token, provider_id
-from ._verify import AssertionVerifier
+from ._verify import AssertionVerifier, is_guid
 
 __all__ = ["Loaded", "TokenSource"]
 
@@ -69,42 +69,58 @@ class TokenSource:
         window does not count as good.
         """
         rows = await self.store.user_rows(user_id)
-        microsoft = rows.microsoft
-        if microsoft is None:
+        if rows.microsoft is None:
             raise AccountNotFoundError()
-        stored = self.store.decrypt(microsoft.get("accessToken")) or ""
-        current = fingerprint(stored)
+        stored = self.store.decrypt(rows.microsoft.get("accessToken")) or ""
         keep = self.buffer + (self.refresh_ahead if ahead else 0.0)
-        row = rows.cached.get(provider_id(application))
-        cached = self.store.cached(row, user_id, application)
-        if cached is not None and self._good(cached, current, keep):
+        cached = self._servable(rows, user_id, application, keep)
+        # A user row deleted without our hooks leaves its account rows behind where no
+        # foreign key cascades (SQLite, MemoryAdapter): a deleted user gets nothing.
+        if cached is not None and await self.store.user_exists(user_id):
             return Loaded(cached, "database")
         async with self.lease.hold(f"{user_id}:{application}", ttl=self.lease_ttl) as held:
             # Another process may have written it while we waited (also when the wait
             # timed out: the holder was probably still exchanging). NullLease: no wait.
             if held is not True or not isinstance(self.lease, NullLease):
-                again = await self.store.read(user_id, application)
-                if again is not None and self._good(again, current, keep):
+                rows = await self.store.user_rows(user_id)
+                again = self._servable(rows, user_id, application, keep)
+                if again is not None:
                     return Loaded(again, "database")
             try:
                 return await self._exchange(user_id, application, rows, stored)
             except EntraUnavailableError:
-                if (
-                    self.outage_grace
-                    and cached is not None
-                    and self._good(cached, current, MIN_GRACE_LIFETIME)
-                ):
-                    logger.warning(
-                        "Entra ID unavailable: serving the cached token for application %r "
-                        "(expires in %d s)",
-                        application,
-                        int(cached.expires_at - self.clock()),
-                    )
-                    return Loaded(cached, "grace")
-                raise
+                if not self.outage_grace:
+                    raise
+                # Read again: the row must still be current (not revoked meanwhile).
+                rows = await self.store.user_rows(user_id)
+                grace = self._servable(rows, user_id, application, MIN_GRACE_LIFETIME)
+                if grace is None:
+                    raise
+                logger.warning(
+                    "Entra ID unavailable: serving the cached token for application %r "
+                    "(expires in %d s)",
+                    application,
+                    int(grace.expires_at - self.clock()),
+                )
+                return Loaded(grace, "grace")
 
-    def _good(self, cached: CachedToken, bound_to: str, keep: float) -> bool:
-        return cached.fingerprint == bound_to and cached.expires_at - keep > self.clock()
+    def _servable(
+        self, rows: UserRows, user_id: str, application: str, keep: float
+    ) -> CachedToken | None:
+        """The cached row if it is bound to the user's current Microsoft token, was minted
+        under the current revocation generations, and has more than ``keep`` s left."""
+        if rows.microsoft is None:
+            return None
+        cached = self.store.cached(rows.cached.get(provider_id(application)), user_id, application)
+        current = fingerprint(self.store.decrypt(rows.microsoft.get("accessToken")) or "")
+        if (
+            cached is None
+            or cached.fingerprint != current
+            or cached.generation != rows.generation(application)
+            or cached.expires_at - keep <= self.clock()
+        ):
+            return None
+        return cached
 
     async def _exchange(
         self, user_id: str, application: str, rows: UserRows, stored: str
@@ -112,13 +128,22 @@ class TokenSource:
         microsoft: dict[str, Any] = rows.microsoft or {}
         account_id = microsoft.get("accountId")
         # Whose token this is, checked before the refresh token is used on its behalf.
-        identity = await self.verifier.verify(stored, account_id=account_id, require_current=False)
+        try:
+            identity = await self.verifier.verify(
+                stored, account_id=account_id, require_current=False
+            )
+            tid: str | None = identity.tid
+        except KeyRetiredError:
+            # Expired, and signed by a key Entra no longer publishes: the refresh token
+            # still works, and what it brings back is verified in full before any use.
+            # Multi-tenant: the endpoint takes the claimed tid only if it is a GUID.
+            claimed = read_claims(stored).tid
+            tid = claimed if is_guid(claimed) else None
         assertion = await self.refresher.valid_token(
-            microsoft, stored, tid=identity.tid, account_id=account_id
+            microsoft, stored, tid=tid, account_id=account_id
         )
         verified = await self.verifier.verify(assertion, account_id=account_id)
         if not await self.store.user_exists(user_id):
-            # The host's /delete-user leaves account rows behind on SQLite and MemoryAdapter.
             raise AccountNotFoundError()
         now = self.clock()
         result = await self.client_for(verified.tid).exchange(
@@ -135,10 +160,10 @@ class TokenSource:
         result: TokenResult,
         bound_to: str,
         now: float,
-        generation: tuple[str, str],
+        generation: str,
     ) -> Loaded:
         try:
-            token = await self.store.write(user_id, application, result, bound_to, now)
+            token = await self.store.write(user_id, application, result, bound_to, now, generation)
         except Exception as exc:
             # The token is good; only caching failed. Serve it (the original's promise).
             logger.warning(
@@ -146,16 +171,18 @@ class TokenSource:
                 application,
                 type(exc).__name__,
             )
-            return Loaded(cached_token(user_id, application, result, bound_to, now), "exchange")
+            uncached = cached_token(user_id, application, result, bound_to, now, generation)
+            return Loaded(uncached, "exchange")
         # Linearize with what happened meanwhile (module docstring).
         try:
             after = await self.store.user_rows(user_id)
             # A user row deleted without our hooks (a raw delete, no foreign key cascade).
             exists = after.microsoft is not None and await self.store.user_exists(user_id)
         except Exception as exc:
-            # The database failed between two statements: a revoke or unlink elsewhere
-            # would have failed with it. In this process the purge generation still keeps
-            # memory right; the row stays bound to its Microsoft token.
+            # The database failed between two statements. The row carries the generation
+            # stamp it was minted under and stays bound to its Microsoft token, so a revoke
+            # or a new sign-in still keeps it from being served; memory is kept right by
+            # the in-process generation.
             logger.warning(
                 "could not re-check the OBO token for application %r after caching it (%s)",
                 application,

@@ -9,12 +9,14 @@ exactly as the host encrypts its own when ``account.encrypt_oauth_tokens`` is on
 Revocation generations: rows with providerId ``microsoft:~generation`` (no token;
 ``~`` cannot start an application name), one per user and revoked application
 (``scope`` names it) and one for "all applications" (``scope`` ``*``), each holding a
-random value in ``accountId`` that ``revoke_obo_tokens`` replaces. An exchange reads
-them before it starts and again after its row is written; if one that covers its
-application moved, or the Microsoft token the row is bound to is no longer the user's
-current one (unlink, deletion, a new sign-in), the exchange deletes the row it wrote.
-That holds across processes and on every adapter: it needs only the reads and writes
-every adapter has.
+random value in ``accountId`` that ``revoke_obo_tokens`` replaces. A cached row records
+the generations it was minted under (its *stamp*, in the ``idToken`` column, which OBO
+rows have no other use for) and is served only while they are still current, so a row
+minted before a revoke is never served after it, whoever wrote it and whenever. An
+exchange also reads the user's rows again after writing its own; if a generation moved,
+or the Microsoft token the row is bound to is no longer the user's current one (unlink,
+deletion, a new sign-in), it deletes the row it wrote. That holds across processes and
+on every adapter: it needs only the reads and writes every adapter has.
 
 Every row read is compared on ``userId`` exactly: MariaDB's default collation matches
 ``'ADA'`` and ``'ada '`` to ``'ada'``, and a row of another spelling is another user's.
@@ -62,6 +64,7 @@ _GENERATION_KEY = "~generation"
 GENERATION_PROVIDER_ID = f"{OBO_PROVIDER_PREFIX}{_GENERATION_KEY}"
 #: The generation row's ``scope`` for a revocation of every application.
 ALL_APPLICATIONS = "*"
+_STAMP = "obo-generation:"
 #: Rows one user can have: Microsoft sign-ins, one per application, the generation.
 _MAX_USER_ROWS = 1000
 _ROW_NAMESPACE = uuid.UUID("6f1c5b0e-2f43-5a8e-9d55-0b0e0b0a0b0e")
@@ -94,6 +97,8 @@ class CachedToken:
     account: OBOAccount
     expires_at: float
     fingerprint: str
+    #: The revocation generations the token was minted under (``UserRows.generation``).
+    generation: str = ""
 
     def __repr__(self) -> str:
         return (
@@ -127,10 +132,11 @@ class UserRows:
     generations: dict[str, str]  # application, or "*" -> its revocation generation
     cached: dict[str, dict[str, Any]]  # providerId -> row
 
-    def generation(self, application: str) -> tuple[str, str]:
-        """What a revocation of this application moves (its own, or all applications')."""
+    def generation(self, application: str) -> str:
+        """The stamp of the current generations that cover this application (its own and
+        all applications'): a row is served only while its stamp is this."""
         get = self.generations.get
-        return get(ALL_APPLICATIONS, ""), get(application, "")
+        return f"{_STAMP}{get(ALL_APPLICATIONS, '')}:{get(application, '')}"
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -224,10 +230,17 @@ class OBOStore:
         if expires is None or not token:
             return None
         account = _account(row, token, self.decrypt(row.get("refreshToken")), expires)
-        return CachedToken(account, expires.timestamp(), str(row.get("accountId") or ""))
+        fingerprint = str(row.get("accountId") or "")
+        return CachedToken(account, expires.timestamp(), fingerprint, str(row.get("idToken") or ""))
 
     async def write(
-        self, user_id: str, application: str, result: TokenResult, fingerprint: str, now: float
+        self,
+        user_id: str,
+        application: str,
+        result: TokenResult,
+        fingerprint: str,
+        now: float,
+        generation: str,
     ) -> CachedToken:
         """Upsert the row for (user, application): exactly one row, even across processes.
 
@@ -245,6 +258,7 @@ class OBOStore:
             "refreshToken": self.encrypt(result.refresh_token),
             "accessTokenExpiresAt": expires,
             "scope": ",".join(result.scopes),
+            "idToken": generation,  # the stamp (module docstring), not a token
             "updatedAt": stamp,
         }
         where = [Where("id", row_id)]
@@ -264,7 +278,9 @@ class OBOStore:
                     raise
                 updated = await adapter.update("account", where, data)
         created_at = as_utc((updated or {}).get("createdAt"))
-        return cached_token(user_id, application, result, fingerprint, now, created=created_at)
+        return cached_token(
+            user_id, application, result, fingerprint, now, generation, created=created_at
+        )
 
     async def purge(self, user_id: str, applications: Iterable[str], *, every: bool = False) -> int:
         """Delete the user's cached rows for these applications (``every``: and any other
@@ -335,6 +351,7 @@ def cached_token(
     result: TokenResult,
     fingerprint: str,
     now: float,
+    generation: str,
     *,
     created: datetime | None = None,
 ) -> CachedToken:
@@ -353,7 +370,7 @@ def cached_token(
         createdAt=created or stamp,
         updatedAt=stamp,
     )
-    return CachedToken(account, expires.timestamp(), fingerprint)
+    return CachedToken(account, expires.timestamp(), fingerprint, generation)
 
 
 def provider_id(application: str) -> str:

@@ -27,8 +27,11 @@ re-fetched when a token names an unknown ``kid``, at most once per 5 minutes
 (Microsoft.IdentityModel's ``ConfigurationManager``: AutomaticRefreshInterval 12 h,
 RefreshInterval 5 min). When a refresh fails, the last keys that were fetched keep
 working; with no keys at all the call fails with ``EntraUnavailableError`` and nothing
-is sent. A verdict is remembered per token fingerprint until the token expires, so a
-token is verified once, not on every miss.
+is sent. A verdict is remembered per (token fingerprint, account), least recently used
+out past 10,000, and its time checks are re-applied on every use, so a token is
+verified once, not on every miss. Apps whose tokens Entra signs with app-specific keys
+(claims mapping, the ``?appid=`` keys URL) are not supported: their tokens are refused
+as ``signature``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from ._assertion import AssertionClaims, check_assertion, fingerprint, read_clai
 from ._errors import (
     EntraUnavailableError,
     InvalidAssertionError,
+    KeyRetiredError,
     ReauthenticationRequiredError,
 )
 from ._retry import NO_RETRY, RetryPolicy
@@ -285,6 +289,8 @@ class AssertionVerifier:
         if payload.get("iss") != expected:
             raise _refused("issuer", f"its issuer is not {expected!r}")
         self._check_audience(payload.get("aud"))
+        # The provider's claim when the token carries it, else oid (the issue's rule; Entra
+        # puts both in every delegated token, so the fallback only serves odd claim names).
         subject = payload.get(self._subject_claim, payload.get("oid"))
         if not isinstance(subject, str) or subject != account_id:
             raise _refused(
@@ -310,8 +316,9 @@ class AssertionVerifier:
         if found is None:
             expired = claims.expires_at is not None and claims.expires_at <= self._clock()
             if expired and not require_current:
-                # A long-expired token whose key Entra has since retired: a new sign-in fixes it.
-                raise ReauthenticationRequiredError(
+                # A long-expired token whose key Entra has since retired: only a refresh
+                # (verified in turn) or a new sign-in replaces it.
+                raise KeyRetiredError(
                     "The user's stored Microsoft token is too old to verify (Entra ID no longer "
                     "publishes the key that signed it); the user must sign in with Microsoft again"
                 )
@@ -371,7 +378,8 @@ class AssertionVerifier:
         if claims.expires_at <= now:
             raise ReauthenticationRequiredError(
                 "The user's Microsoft token has expired and could not be refreshed; the user "
-                "must sign in with Microsoft again"
+                "must sign in with Microsoft again",
+                reason="expired",
             )
         for started in (claims.not_before, claims.issued_at):
             if started is not None and started > now + CLOCK_SKEW:
