@@ -244,17 +244,17 @@ async def test_crafted_tid_in_multi_tenant_mode_sends_nothing(
 
 
 async def in_flight(world: World, user_id: str, application: str = "graph") -> asyncio.Future[Any]:
-    """Start an exchange that the emulator holds for a while; return once it is sent."""
-    world.entra.faults.delay(0.6, grant_type="obo")
-    before = world.exchanges()
+    """Start an exchange that the emulator holds for a while; return once it is held there
+    (the delay fault counts a hit when the request arrives, before it waits)."""
+    held = world.entra.faults.delay(0.6, grant_type="obo")
     pending = asyncio.ensure_future(
         world.plugin.get_obo_token(user_id=user_id, application_name=application)
     )
     for _ in range(400):
-        if world.exchanges() > before or pending.done():
+        if held.hits or pending.done():
             break
         await asyncio.sleep(0.005)
-    assert not pending.done()
+    assert held.hits == 1 and not pending.done()
     return pending
 
 

@@ -51,6 +51,11 @@ class SigningKey:
     private_key: rsa.RSAPrivateKey = field(repr=False)
     certificate_der: bytes = field(repr=False)
     kid: str
+    #: Made once: verifying a token must not rebuild the key object each time.
+    public_key: rsa.RSAPublicKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "public_key", self.private_key.public_key())
 
     @classmethod
     def generate(cls) -> SigningKey:

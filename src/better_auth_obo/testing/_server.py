@@ -73,7 +73,11 @@ class ServerThread:
             self._cert_file = str(Path(self._tmp.name, "server.pem"))
             self._ca.cert_pem.write_to_path(self.ca_file)
             leaf.private_key_and_cert_chain_pem.write_to_path(self._cert_file)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP said explicitly: asyncio sets TCP_NODELAY only on sockets whose
+        # ``proto`` is TCP (``base_events._set_nodelay``), and accepted sockets inherit the
+        # listener's. With proto 0, Nagle + delayed ACK put a ~40 ms floor under every
+        # request on a kept-alive connection.
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]

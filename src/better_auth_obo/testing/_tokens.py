@@ -182,19 +182,23 @@ class TokenIssuer:
 
     # -- checking ----------------------------------------------------------------------------
     def verify(self, token: str) -> dict[str, Any]:
-        """Claims of a token this emulator signed, signature checked (not times, not aud)."""
+        """Claims of a token this emulator signed, signature checked (not times, not aud).
+
+        One parse on the way that succeeds; a token that fails is parsed again without
+        its signature only to tell malformed (50027) from badly signed (50013).
+        """
         try:
             header = jwt.get_unverified_header(token)
-            jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise BadToken("malformed", "JWT token is invalid or malformed.") from exc
         key = self.keys.find(str(header.get("kid", "")))
         if key is None or header.get("alg") != "RS256":
+            _readable(token)
             raise BadToken("signature", f"Key was not found. kid: '{header.get('kid')}'")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.private_key.public_key(),
+                key.public_key,
                 algorithms=["RS256"],
                 options={
                     "verify_exp": False,
@@ -204,8 +208,17 @@ class TokenIssuer:
                 },
             )
         except jwt.PyJWTError as exc:
+            _readable(token)
             raise BadToken("signature", "Signature validation failed.") from exc
         tid = str(claims.get("tid", ""))
         if claims.get("iss") not in (self.issuer(tid, 2), self.issuer(tid, 1)):
             raise BadToken("signature", f"Issuer '{claims.get('iss')}' is not valid.")
         return claims
+
+
+def _readable(token: str) -> None:
+    """Raise ``BadToken("malformed")`` unless the token's segments and payload decode."""
+    try:
+        jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise BadToken("malformed", "JWT token is invalid or malformed.") from exc
