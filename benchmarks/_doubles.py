@@ -42,6 +42,8 @@ class FastEntra:
         self.delay = delay
         self.lifetime = lifetime
         self.exchanges = 0
+        #: When set, every OBO request is answered with this status (an outage).
+        self.fail_status: int | None = None
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
@@ -56,6 +58,9 @@ class FastEntra:
         number = self.exchanges
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.fail_status is not None:
+            body = {"error": "temporarily_unavailable", "error_codes": [], "trace_id": ""}
+            return httpx.Response(self.fail_status, json=body)
         body = {
             "token_type": "Bearer",
             "scope": form.get("scope", [SCOPE])[0],

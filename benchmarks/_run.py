@@ -17,6 +17,7 @@ from ._cold import cold_run, stampede
 from ._emulated import emulated_cold_run
 from ._emulator_speed import emulator_speed
 from ._hit import dict_lookup, hit_path
+from ._incidents import failing_due_keys, outage, shutdown_mid_storm, throttle_cost
 from ._miss import miss_cost
 from ._msal import msal_app, msal_hit
 from ._original import per_call_read, postgres_url, sqlite_url
@@ -177,6 +178,44 @@ async def run(quick: bool) -> list[Row]:
             "23 requests/s before TCP_NODELAY (a ~44 ms floor per request); target ≥ 300/s, "
             "≤ 2 ms CPU",
             _mark(speed.per_second >= 300 and speed.emulator_cpu_ms <= 2),
+        )
+    )
+    capped, uncapped = throttle_cost()
+    rows.append(
+        (
+            "throttling: cost of noting a 429, memory full (10,000) while 100,000 users throttle",
+            f"{capped:.2f} µs (uncapped memory: {uncapped:.2f} µs)",
+            f"{capped / uncapped:.2f}× uncapped (target ≤ 2×; before: a full scan per 429)",
+            _mark(capped <= 2 * uncapped),
+        )
+    )
+    storm = await outage()
+    rows.append(
+        (
+            f"outage: {storm.keys:,} hot due keys, {storm.rounds} clock-seconds of 503",
+            f"first round {storm.first_round:,} requests, worst later round "
+            f"{storm.worst_later_round:,}, later rounds in all {storm.later_total:,}; "
+            f"longest stall {storm.stall_ms:.0f} ms",
+            "later rounds ≤ 20% of the first (before: 9,000 every round with grace on)",
+            _mark(storm.worst_later_round <= 0.2 * storm.first_round),
+        )
+    )
+    peak, cap, sent = await failing_due_keys()
+    rows.append(
+        (
+            "30,000 due keys failing at once",
+            f"peak {peak} background tasks; {sent:,} requests",
+            f"≤ {cap} tasks (before: 30,000 at once)",
+            _mark(peak <= cap),
+        )
+    )
+    left, took = await shutdown_mid_storm()
+    rows.append(
+        (
+            "shutdown mid-storm: 1,000 exchanges in flight, aclose()",
+            f"{left} tasks running 0.1 s after; aclose took {took * 1000:.0f} ms",
+            "nothing running (before: exchanges went on, leases held)",
+            _mark(left == 0),
         )
     )
     miss = await miss_cost()

@@ -66,11 +66,22 @@ def jwks() -> dict[str, Any]:
     return {"keys": [{**key, "kid": KID, "use": "sig"}]}
 
 
-def discovery(version: int = 2) -> dict[str, Any]:
-    """The tenant's discovery document as WireEntra serves it."""
+_ALIASES = ("common", "organizations", "consumers")
+
+
+def discovery(version: int = 2, tenant: str = TENANT_ID) -> dict[str, Any]:
+    """The tenant's discovery document as WireEntra serves it (for a multi-tenant alias,
+    the issuer keeps Entra's literal ``{tenantid}`` placeholder)."""
+    tid = "{tenantid}" if tenant in _ALIASES else TENANT_ID
     if version == 2:
-        return {"issuer": ISSUER_V2, "jwks_uri": f"{AUTHORITY}/{TENANT_ID}/discovery/v2.0/keys"}
-    return {"issuer": ISSUER_V1, "jwks_uri": f"{AUTHORITY}/{TENANT_ID}/discovery/keys"}
+        return {
+            "issuer": f"{AUTHORITY}/{tid}/v2.0",
+            "jwks_uri": f"{AUTHORITY}/{tenant}/discovery/v2.0/keys",
+        }
+    return {
+        "issuer": f"https://sts.windows.net/{tid}/",
+        "jwks_uri": f"{AUTHORITY}/{tenant}/discovery/keys",
+    }
 
 
 def metadata_answer(request: httpx.Request) -> httpx.Response | None:
@@ -78,10 +89,11 @@ def metadata_answer(request: httpx.Request) -> httpx.Response | None:
     if request.method != "GET":
         return None
     path = request.url.path
+    tenant = path.split("/")[1]
     if path.endswith("/v2.0/.well-known/openid-configuration"):
-        return httpx.Response(200, json=discovery(2))
+        return httpx.Response(200, json=discovery(2, tenant))
     if path.endswith("/.well-known/openid-configuration"):
-        return httpx.Response(200, json=discovery(1))
+        return httpx.Response(200, json=discovery(1, tenant))
     if path.endswith("/keys"):
         return httpx.Response(200, json=jwks())
     return httpx.Response(404, json={"error": "not_found"})

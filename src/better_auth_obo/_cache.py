@@ -7,6 +7,7 @@ Both live on one event loop and need no locks: every method here runs without an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import OrderedDict
@@ -40,6 +41,15 @@ class SingleFlight(Generic[K, V]):
     def __len__(self) -> int:
         """How many keys have work in flight."""
         return len(self._tasks)
+
+    async def aclose(self) -> None:
+        """Cancel all work in flight and wait until it has unwound (waiters see it cancelled)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
         """Await ``fn()`` once per key among concurrent callers and share its outcome."""
@@ -184,11 +194,14 @@ class TokenCache(Generic[V]):
         *,
         expires_at: float,
         generation: int | None = None,
+        issued_at: float | None = None,
     ) -> None:
         """Store a value until ``expires_at - buffer``; evicts the least recently used.
 
         With ``generation`` (from ``generation()`` before the value was loaded), nothing
-        is stored if the user was invalidated meanwhile."""
+        is stored if the user was invalidated meanwhile. ``issued_at`` (default: now) is
+        when the token was minted: it is never due for a proactive refresh before half
+        its lifetime has passed."""
         if generation is not None and generation != self.generation(user_id, application):
             return
         expires_at = _seconds("expires_at", expires_at)
@@ -198,7 +211,11 @@ class TokenCache(Generic[V]):
         if deadline <= now:
             self._remove(key)  # already too close to expiry: never served, so not kept
             return
-        self._entries[key] = (value, deadline, expires_at - self._buffer - self._ahead)
+        # Never due for a proactive refresh before half its life: with tokens shorter than
+        # buffer + ahead, every hit would otherwise be due at once (a refresh per hit).
+        born = now if issued_at is None else min(issued_at, now)
+        due = max(expires_at - self._buffer - self._ahead, born + (expires_at - born) / 2)
+        self._entries[key] = (value, deadline, due)
         self._entries.move_to_end(key)
         self._by_user.setdefault(user_id, set()).add(application)
         while len(self._entries) > self._max:

@@ -125,6 +125,7 @@ class EntraClient:
         timeout: float | httpx.Timeout | None = 10.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        throttles: ThrottleMemory | None = None,
     ) -> None:
         if not isinstance(http, httpx.AsyncClient) and not callable(http):
             raise TypeError("http must be an httpx.AsyncClient or a callable returning one")
@@ -147,7 +148,9 @@ class EntraClient:
         self._timeout = timeout
         self._retry = retry if retry is not None else NO_RETRY
         self._sleep = sleep
-        self._throttles = ThrottleMemory()
+        # Shared by the plugin across endpoints (keys are scoped to this endpoint below), so
+        # many tenants make one bounded memory, not one each.
+        self._throttles = throttles if throttles is not None else ThrottleMemory()
 
     @property
     def token_endpoint(self) -> str:
@@ -202,6 +205,7 @@ class EntraClient:
         gives up. A 4xx OAuth error is raised at once and never remembered (no negative cache)."""
         check_key(key)
         if key is not None:
+            key = (self._token_endpoint, key)
             self._throttles.check(key, now=self._clock(), what=_GRANTS[grant][0])
         rejected: set[int] = set()  # credentials Entra refused during this call
 

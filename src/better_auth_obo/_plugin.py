@@ -22,7 +22,7 @@ from better_auth import APIError, Plugin
 from better_auth.plugins import HookSet
 
 from ._assertion import application_scope_problems
-from ._background import BackgroundRefresh
+from ._background import DEFAULT_REFRESH_CONCURRENCY, BackgroundRefresh
 from ._cache import SingleFlight, TokenCache
 from ._config import OBOApplication, normalize_applications
 from ._credentials import (
@@ -50,7 +50,7 @@ from ._provider import (
     warn,
 )
 from ._refresh import MicrosoftTokenRefresher
-from ._retry import RetryPolicy
+from ._retry import MAX_THROTTLED_KEYS, RetryPolicy, ThrottleMemory
 from ._source import TokenSource
 from ._store import OBOAccount, OBOStore
 from ._telemetry import Telemetry
@@ -110,6 +110,7 @@ class OBOPlugin(Plugin):
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         app_id_uris: Iterable[str] = (),
+        refresh_concurrency: int = DEFAULT_REFRESH_CONCURRENCY,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -145,7 +146,12 @@ class OBOPlugin(Plugin):
         # never joins a load that started before it.
         self._flight: SingleFlight[tuple[str, str, int], OBOAccount] = SingleFlight()
         self._telemetry = Telemetry()
-        self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(clock=clock)
+        self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(
+            clock=clock, concurrency=refresh_concurrency, max_keys=cache_max_entries
+        )
+        # One throttle memory for every token endpoint (keys are scoped per endpoint).
+        self._throttles = ThrottleMemory(maxsize=max(MAX_THROTTLED_KEYS, cache_max_entries))
+        self._closed = False
         self._lifecycle = Lifecycle(
             purge=self._purge_user, forget=self._l1.invalidate, deleted=self._user_deleted
         )
@@ -258,6 +264,8 @@ class OBOPlugin(Plugin):
         _check_arguments(user_id, application_name)
         if application_name not in self.applications:
             raise _api_error(self._unknown_application(application_name))
+        if self._closed:
+            raise RuntimeError(_CLOSED)
         generation = self._l1.generation(user_id, application_name)
         try:
             account = await self._flight.run(
@@ -266,6 +274,10 @@ class OBOPlugin(Plugin):
             )
         except OBOError as exc:
             raise _api_error(exc) from exc
+        except asyncio.CancelledError:
+            if self._closed:  # the load was cancelled by aclose(), not this caller
+                raise RuntimeError(_CLOSED) from None
+            raise
         return account.copy()
 
     async def revoke_obo_tokens(self, user_id: str, application_name: str | None = None) -> int:
@@ -299,8 +311,13 @@ class OBOPlugin(Plugin):
         return deleted
 
     async def aclose(self) -> None:
-        """Cancel background refreshes still running (call on application shutdown)."""
+        """Shut down for good (call on application shutdown): cancel and await every
+        exchange in flight and every background refresh (their leases are released as they
+        unwind). Afterwards tokens still in memory are served, without background work;
+        anything else raises ``RuntimeError``."""
+        self._closed = True
         await self._background.aclose()
+        await self._flight.aclose()
 
     # --- the work behind a miss ---------------------------------------------------------
 
@@ -352,6 +369,7 @@ class OBOPlugin(Plugin):
                 token.account,
                 expires_at=token.expires_at,
                 generation=generation,
+                issued_at=token.account["updatedAt"].timestamp(),  # when it was minted
             )
         return token.account
 
@@ -394,6 +412,7 @@ class OBOPlugin(Plugin):
                 timeout=self._timeout,
                 retry=self._retry,
                 sleep=self._sleep,
+                throttles=self._throttles,
             )
             self._clients[endpoint] = client
             while len(self._clients) > MAX_ENTRA_CLIENTS:
@@ -463,6 +482,10 @@ def _labelled(
 
 
 _NOT_INITIALISED = "OBOPlugin is not initialised: pass it in BetterAuth(plugins=[...])"
+_CLOSED = (
+    "OBOPlugin is closed (aclose() was called): only tokens already in memory are served; "
+    "build a new BetterAuth and plugin to exchange again"
+)
 
 
 def _check_arguments(user_id: object, application_name: object) -> None:

@@ -50,6 +50,7 @@ logger = logging.getLogger("better_auth_obo")
 MAX_RETRY_AFTER = 300.0
 #: Throttled keys remembered at most; the oldest are dropped first.
 MAX_THROTTLED_KEYS = 10_000
+_SWEEP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +150,7 @@ class ThrottleMemory:
             raise ValueError(f"maxsize must be a positive int, not {maxsize!r}")
         self._maxsize = maxsize
         self._entries: OrderedDict[Hashable, _Throttled] = OrderedDict()
+        self._swept = -math.inf  # when expired entries were last swept out
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -189,10 +191,13 @@ class ThrottleMemory:
         )
         self._entries[key] = entry
         self._entries.move_to_end(key)
-        if len(self._entries) > self._maxsize:
+        if len(self._entries) > self._maxsize and now - self._swept >= _SWEEP_INTERVAL:
+            # At most once a second: during a throttling incident every call notes a 429,
+            # and a sweep on each of them made the cost of a call grow with the memory.
+            self._swept = now
             self._expire(now)
         while len(self._entries) > self._maxsize:
-            self._entries.popitem(last=False)
+            self._entries.popitem(last=False)  # the least recently throttled
 
     def forget(self, key: Hashable | None) -> None:
         """Entra answered ``key``: whatever it said before no longer holds."""

@@ -89,7 +89,9 @@ class TokenSource:
             try:
                 return await self._exchange(user_id, application, rows, stored)
             except EntraUnavailableError:
-                if not self.outage_grace:
+                if ahead or not self.outage_grace:
+                    # A proactive refresh that fails is a failure: its pause must hold. (Served
+                    # from grace it counted as a success and retried on the next hit.)
                     raise
                 # Read again: the row must still be current (not revoked meanwhile).
                 rows = await self.store.user_rows(user_id)
