@@ -181,7 +181,12 @@ async def obo_setup(
 
 
 async def seed_users(
-    auth: BetterAuth, count: int, *, token: str | None = None, tokens: list[str] | None = None
+    auth: BetterAuth,
+    count: int,
+    *,
+    token: str | None = None,
+    tokens: list[str] | None = None,
+    lifetime: float = 3600,
 ) -> list[str]:
     """``count`` users, each with a Microsoft account row holding a delegated token.
 
@@ -191,12 +196,12 @@ async def seed_users(
     account carries its ``oid`` as ``accountId``, so it verifies (once: the verdict is
     remembered per token and account id); ``_miss.py`` measures verification itself.
     """
-    token = token or user_token()
+    token = token or user_token(exp=time.time() + lifetime)
     stored = tokens or [token] * count  # ``tokens``: one of each user's own
     oids = [token_oid(t) for t in dict.fromkeys(stored)]
     oid_of = dict(zip(dict.fromkeys(stored), oids, strict=True))
     now = datetime.now(timezone.utc)
-    expires = datetime.fromtimestamp(time.time() + 3600, timezone.utc)
+    expires = datetime.fromtimestamp(time.time() + lifetime, timezone.utc)
     ids = [str(uuid.uuid4()) for _ in range(count)]
     users = [
         {

@@ -200,11 +200,11 @@ async def run(quick: bool) -> list[Row]:
             _mark(storm.worst_later_round <= 0.2 * storm.first_round),
         )
     )
-    peak, cap, sent = await failing_due_keys()
+    peak, cap, sent, traced = await failing_due_keys()
     rows.append(
         (
             "30,000 due keys failing at once",
-            f"peak {peak} background tasks; {sent:,} requests",
+            f"peak {peak} background tasks; {sent:,} requests; {traced:.0f} MB traced",
             f"≤ {cap} tasks (before: 30,000 at once)",
             _mark(peak <= cap),
         )

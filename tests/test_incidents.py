@@ -145,6 +145,7 @@ async def test_short_lived_tokens_are_not_refreshed_on_every_hit() -> None:
         clock.now += 1
     await plugin.aclose()
     per_hit = (len(wire.exchanges) - start) / hits
+    print(f"background exchanges per hit with 130 s tokens: {per_hit:.3f}")
     assert per_hit <= 0.3, per_hit
 
 
