@@ -17,13 +17,14 @@ Under incidents it must not add load of its own:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from ._cache import cancel_all
 
 __all__ = ["DEFAULT_REFRESH_CONCURRENCY", "BackgroundRefresh"]
 
@@ -130,9 +131,4 @@ class BackgroundRefresh(Generic[K]):
         """Drop what waits, cancel and await what runs; nothing starts afterwards."""
         self._closed = True
         self._queue.clear()
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks.values())

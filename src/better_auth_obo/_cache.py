@@ -11,10 +11,10 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
 
-__all__ = ["SingleFlight", "TokenCache"]
+__all__ = ["SingleFlight", "TokenCache", "cancel_all"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -44,12 +44,7 @@ class SingleFlight(Generic[K, V]):
 
     async def aclose(self) -> None:
         """Cancel all work in flight and wait until it has unwound (waiters see it cancelled)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks.values())
 
     async def run(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
         """Await ``fn()`` once per key among concurrent callers and share its outcome."""
@@ -68,6 +63,16 @@ class SingleFlight(Generic[K, V]):
             # Free the key before the task is marked done, so no caller can join a finished task.
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait until each has unwound (its ``finally`` blocks ran)."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:
