@@ -177,9 +177,12 @@ async def test_aclose_is_final() -> None:
     clock.now += 3600 - 60 - 100
     wire.delay = 5.0
     await hit_all(plugin, ids[:20])  # 4 background refreshes running, 16 queued
+    # ... and users whose own Microsoft token must be refreshed first (a shared, shielded
+    # refresh that must not outlive aclose either)
+    stale = [(await seed_user(plugin.auth, expires_at=clock.now + 100))["id"] for _ in range(5)]
     callers = [
         asyncio.ensure_future(plugin.get_obo_token(user_id=u, application_name="graph"))
-        for u in ids[20:]
+        for u in [*ids[20:], *stale]
     ]
     await asyncio.sleep(0.05)
     assert lease.held > 0

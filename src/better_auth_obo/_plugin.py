@@ -318,6 +318,9 @@ class OBOPlugin(Plugin):
         self._closed = True
         await self._background.aclose()
         await self._flight.aclose()
+        if self._source is not None:  # work the callers' exchanges shared, shielded
+            await self._source.refresher.aclose()
+            await self._source.verifier.aclose()
 
     # --- the work behind a miss ---------------------------------------------------------
 

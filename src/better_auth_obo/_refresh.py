@@ -71,6 +71,10 @@ class MicrosoftTokenRefresher:
         self._clock = clock
         self._flight: SingleFlight[str, str] = SingleFlight()
 
+    async def aclose(self) -> None:
+        """Cancel refreshes in flight (``OBOPlugin.aclose``)."""
+        await self._flight.aclose()
+
     async def valid_token(
         self, account: dict[str, Any], token: str, *, tid: str | None, account_id: object
     ) -> str:

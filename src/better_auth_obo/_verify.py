@@ -52,6 +52,7 @@ import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from ._assertion import AssertionClaims, check_assertion, fingerprint, read_claims
+from ._cache import cancel_all
 from ._errors import (
     EntraUnavailableError,
     InvalidAssertionError,
@@ -146,6 +147,11 @@ class _KeySource:
         if found is None and self._may_refetch(self._clock()):
             found = (await self._refresh(stale=current)).keys.get(kid)
         return found
+
+    async def aclose(self) -> None:
+        """Cancel a fetch in flight."""
+        if self._inflight is not None:
+            await cancel_all([self._inflight])
 
     def _may_refetch(self, now: float) -> bool:
         # Also after a failed attempt: during an outage the last keys serve, without
@@ -250,6 +256,11 @@ class AssertionVerifier:
 
     def __repr__(self) -> str:
         return f"AssertionVerifier(authority={self._authority!r}, tenant={self._tenant!r})"
+
+    async def aclose(self) -> None:
+        """Cancel key fetches in flight (``OBOPlugin.aclose``)."""
+        for source in self._sources.values():
+            await source.aclose()
 
     async def verify(
         self, token: str, *, account_id: object, require_current: bool = True
