@@ -310,3 +310,54 @@ def test_huge_expiry_is_bounded_by_revalidation() -> None:
     assert cache.get("u", "a") == "x"
     clock.now += 30
     assert cache.get("u", "a") is None
+
+
+# --- shutdown and short lifetimes (issue 15 review) ------------------------------------
+
+
+async def test_a_waiters_own_cancellation_stays_a_cancellation() -> None:
+    from better_auth_obo._cache import FlightClosed
+
+    flight: SingleFlight[str, int] = SingleFlight()
+    gate = asyncio.Event()
+
+    async def work() -> int:
+        await gate.wait()
+        return 1
+
+    mine = asyncio.ensure_future(flight.run("k", work))
+    other = asyncio.ensure_future(flight.run("k", work))
+    await asyncio.sleep(0)
+    mine.cancel()
+    await asyncio.gather(mine, return_exceptions=True)
+    assert mine.cancelled()  # not turned into anything else
+    await flight.aclose()
+    with pytest.raises(FlightClosed):  # the shared work was closed: not the waiter's cancel
+        await other
+
+
+async def test_cancel_all_lets_the_callers_own_cancellation_through() -> None:
+    from better_auth_obo._cache import cancel_all
+
+    async def slow_to_unwind() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.5)
+
+    task = asyncio.ensure_future(slow_to_unwind())
+    await asyncio.sleep(0)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(cancel_all([task]), 0.05)
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+
+
+def test_a_short_lived_token_is_due_while_still_in_memory() -> None:
+    clock = Clock()
+    cache: TokenCache[str] = TokenCache(buffer=60, revalidate_after=3600, refresh_ahead=120,
+                                        clock=clock)  # fmt: skip
+    cache.put("u", "a", "t", expires_at=clock.now + 120, issued_at=clock.now)  # 2 × buffer
+    assert cache.lookup("u", "a") == ("t", False)
+    clock.now += 59.5
+    assert cache.lookup("u", "a") == ("t", True)  # due before it leaves memory at +60

@@ -223,3 +223,71 @@ async def test_token_endpoint_clients_are_bounded_across_tenants() -> None:
     assert len({r["url"] for r in wire.exchanges}) == tenants  # each to its own tenant
     assert len(plugin._clients) == 1_000
     await plugin.aclose()
+
+
+# --- the review's cases ----------------------------------------------------------------
+
+
+def test_a_failure_streak_ends_with_its_incident() -> None:
+    from better_auth_obo._background import BackgroundRefresh
+
+    clock = Clock()
+    background: BackgroundRefresh[str] = BackgroundRefresh(clock=clock, jitter=lambda: 0.5)
+
+    async def fail(key: str) -> None:
+        raise EntraUnavailableError("down")
+
+    async def scenario() -> list[float]:
+        pauses = []
+        for _ in range(6):
+            background.start("k", fail)
+            await background.join()
+            pauses.append(background._failed["k"][0] - clock.now)
+            clock.now += pauses[-1]
+        clock.now += 6 * 3600  # hours later, one failure again
+        background.start("k", fail)
+        await background.join()
+        pauses.append(background._failed["k"][0] - clock.now)
+        return pauses
+
+    pauses = asyncio.run(scenario())
+    assert pauses[:6] == [15.0, 30.0, 60.0, 120.0, 240.0, 300.0]
+    assert pauses[6] == 15.0  # a new incident starts a new streak
+
+
+async def test_a_cancelled_refresh_does_not_start_the_queued_ones() -> None:
+    from better_auth_obo._background import BackgroundRefresh
+
+    background: BackgroundRefresh[str] = BackgroundRefresh(concurrency=1)
+    started: list[str] = []
+
+    async def work(key: str) -> None:
+        started.append(key)
+        await asyncio.sleep(10)
+
+    background.start("a", work)
+    background.start("b", work)
+    await asyncio.sleep(0)
+    assert (len(background), background.queued) == (1, 1)
+    for task in list(background._tasks.values()):  # as the loop's teardown does
+        task.cancel()
+    await asyncio.sleep(0.01)
+    assert started == ["a"] and len(background) == 0
+    await background.aclose()
+
+
+async def test_a_key_revoked_while_queued_is_not_refreshed() -> None:
+    clock = Clock()
+    wire = WireEntra(clock=clock, lifetime=3600)
+    _, plugin, ids = await world(wire, clock, 3, refresh_concurrency=1)
+    await hit_all(plugin, ids)
+    clock.now += 3600 - 60 - 100
+    await hit_all(plugin, ids)  # re-read from the rows: due from now on
+    wire.delay = 0.2
+    exchanges = len(wire.exchanges)
+    await hit_all(plugin, ids)  # one refresh runs, two wait
+    assert (len(plugin._background), plugin._background.queued) == (1, 2)
+    await plugin.revoke_obo_tokens(ids[2])
+    await plugin._background.join()
+    assert len(wire.exchanges) - exchanges == 2  # the revoked key's queued refresh was skipped
+    await plugin.aclose()

@@ -22,6 +22,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import Generic, TypeVar
 
 from ._cache import cancel_all
@@ -87,23 +88,26 @@ class BackgroundRefresh(Generic[K]):
         failed = self._failed.get(key)
         if failed is not None and self._clock() < failed[0]:
             return  # paused (kept until it succeeds: the next failure pauses longer)
-        if len(self._tasks) < self._concurrency:
-            self._spawn(key, work)
-            return
         self._queue[key] = work
         while len(self._queue) > self._max_keys:
             self._queue.popitem(last=False)  # the longest waiting: it is asked again when due
+        self._drain()
 
-    def _spawn(self, key: K, work: Callable[[K], Awaitable[None]]) -> None:
-        task = asyncio.ensure_future(self._run(key, work))
-        self._tasks[key] = task
-        task.add_done_callback(lambda _: self._finished(key))
+    def succeeded(self, key: K) -> None:
+        """The key was served fresh another way: its failure streak is over."""
+        self._failed.pop(key, None)
 
-    def _finished(self, key: K) -> None:
-        self._tasks.pop(key, None)
+    def _drain(self) -> None:
         while self._queue and not self._closed and len(self._tasks) < self._concurrency:
-            next_key, work = self._queue.popitem(last=False)
-            self._spawn(next_key, work)
+            key, work = self._queue.popitem(last=False)
+            task = asyncio.ensure_future(self._run(key, work))
+            self._tasks[key] = task
+            task.add_done_callback(partial(self._finished, key))
+
+    def _finished(self, key: K, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+        if not task.cancelled():  # cancelled: shutting down (aclose, or the loop's end)
+            self._drain()
 
     async def _run(self, key: K, work: Callable[[K], Awaitable[None]]) -> None:
         try:
@@ -111,13 +115,16 @@ class BackgroundRefresh(Generic[K]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            streak = self._failed.get(key, (0.0, 0))[1] + 1
+            until, streak = self._failed.get(key, (0.0, 0))
+            if self._clock() - until > self._max_pause:
+                streak = 0  # an old streak: this is a new incident
+            streak += 1
             pause = min(self._max_pause, self._retry_after * 2 ** (streak - 1))
             pause *= 0.5 + min(max(float(self._jitter()), 0.0), 1.0)
             self._failed[key] = (self._clock() + pause, streak)
             self._failed.move_to_end(key)
             while len(self._failed) > self._max_keys:
-                self._failed.popitem(last=False)  # the oldest failure: its pause is over first
+                self._failed.popitem(last=False)  # the least recently failed
             logger.warning("background refresh of an OBO token failed (%s)", type(exc).__name__)
         else:
             self._failed.pop(key, None)

@@ -7,14 +7,13 @@ Both live on one event loop and need no locks: every method here runs without an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["SingleFlight", "TokenCache", "cancel_all"]
+__all__ = ["FlightClosed", "SingleFlight", "TokenCache", "cancel_all"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -33,17 +32,20 @@ class SingleFlight(Generic[K, V]):
         token = await flight.run((user_id, app), lambda: exchange(user_id, app))
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_closing", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: dict[K, asyncio.Task[V]] = {}
+        self._closing = False
 
     def __len__(self) -> int:
         """How many keys have work in flight."""
         return len(self._tasks)
 
     async def aclose(self) -> None:
-        """Cancel all work in flight and wait until it has unwound (waiters see it cancelled)."""
+        """Cancel all work in flight and wait until it has unwound. Its waiters get
+        ``FlightClosed`` (not a CancelledError, which would read as their own)."""
+        self._closing = True
         await cancel_all(self._tasks.values())
 
     async def run(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
@@ -59,20 +61,34 @@ class SingleFlight(Generic[K, V]):
     async def _work(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
         try:
             return await fn()
+        except asyncio.CancelledError:
+            if self._closing:  # cancelled by aclose(): say so to the waiters
+                raise FlightClosed() from None
+            raise
         finally:
             # Free the key before the task is marked done, so no caller can join a finished task.
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
 
 
+class FlightClosed(Exception):
+    """The shared work was cancelled because its ``SingleFlight`` was closed."""
+
+
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel the tasks and wait until each has unwound (its ``finally`` blocks ran)."""
-    pending = list(tasks)
+    """Cancel the tasks and wait until each has unwound (its ``finally`` blocks ran).
+
+    A cancellation of the caller itself still propagates (``asyncio.wait`` does not
+    swallow it); the tasks' own outcomes are read, so none is reported as unretrieved.
+    """
+    pending = [task for task in tasks if not task.done()]
     for task in pending:
         task.cancel()
+    if pending:
+        await asyncio.wait(pending)
     for task in pending:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if not task.cancelled():
+            task.exception()
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:
@@ -220,6 +236,8 @@ class TokenCache(Generic[V]):
         # buffer + ahead, every hit would otherwise be due at once (a refresh per hit).
         born = now if issued_at is None else min(issued_at, now)
         due = max(expires_at - self._buffer - self._ahead, born + (expires_at - born) / 2)
+        # ... and due while still in memory, however short-lived (it leaves at exp - buffer).
+        due = min(due, expires_at - self._buffer - 1.0)
         self._entries[key] = (value, deadline, due)
         self._entries.move_to_end(key)
         self._by_user.setdefault(user_id, set()).add(application)

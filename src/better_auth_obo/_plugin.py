@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
@@ -23,7 +24,7 @@ from better_auth.plugins import HookSet
 
 from ._assertion import application_scope_problems
 from ._background import DEFAULT_REFRESH_CONCURRENCY, BackgroundRefresh
-from ._cache import SingleFlight, TokenCache
+from ._cache import FlightClosed, SingleFlight, TokenCache
 from ._config import OBOApplication, normalize_applications
 from ._credentials import (
     ClientCertificate,
@@ -259,7 +260,9 @@ class OBOPlugin(Plugin):
         if hit is not None:
             self._telemetry.hits[application_name] += 1
             if hit[1]:  # about to enter the buffer: re-exchange once, in the background
-                self._background.start((user_id, application_name), self._refresh_ahead)
+                key = (user_id, application_name)
+                generation = self._l1.generation(user_id, application_name)
+                self._background.start(key, partial(self._refresh_ahead, generation=generation))
             return hit[0].copy()
         _check_arguments(user_id, application_name)
         if application_name not in self.applications:
@@ -274,10 +277,8 @@ class OBOPlugin(Plugin):
             )
         except OBOError as exc:
             raise _api_error(exc) from exc
-        except asyncio.CancelledError:
-            if self._closed:  # the load was cancelled by aclose(), not this caller
-                raise RuntimeError(_CLOSED) from None
-            raise
+        except FlightClosed:  # the load was cancelled by aclose() (never this caller's cancel)
+            raise RuntimeError(_CLOSED) from None
         return account.copy()
 
     async def revoke_obo_tokens(self, user_id: str, application_name: str | None = None) -> int:
@@ -356,6 +357,8 @@ class OBOPlugin(Plugin):
                 self._telemetry.failed(application, failure)
                 raise failure
         token, source = loaded.token, loaded.source
+        if source == "exchange":
+            self._background.succeeded((user_id, application))
         elapsed = (time.perf_counter() - started) * 1000
         logger.info(
             "obo token application=%s source=%s ahead=%s duration_ms=%.1f",
@@ -376,12 +379,17 @@ class OBOPlugin(Plugin):
             )
         return token.account
 
-    async def _refresh_ahead(self, key: tuple[str, str]) -> None:
+    async def _refresh_ahead(self, key: tuple[str, str], *, generation: int) -> None:
         # Not through the callers' single-flight: a caller whose memory entry lapses
         # meanwhile must find the still-good row in the database, not wait on this exchange.
-        # BackgroundRefresh already keeps it to one task per key.
+        # BackgroundRefresh already keeps it to one task per key. It may have waited in the
+        # queue: skip it if the key was revoked or purged since, or is no longer in use.
         user_id, application = key
-        await self._load(user_id, application, ahead=True)
+        if self._l1.generation(user_id, application) != generation:
+            return
+        if self._l1.lookup(user_id, application) is None:
+            return
+        await self._load(user_id, application, ahead=True, generation=generation)
 
     async def _purge_user(self, user_id: str) -> int:
         """The Microsoft account went (unlink, admin removal): drop the user's rows. An
