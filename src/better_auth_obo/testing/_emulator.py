@@ -154,6 +154,10 @@ class EntraEmulator:
     def authorize_endpoint(self, tenant: Tenant | str | None = None) -> str:
         return f"{self.authority}/{self._segment(tenant)}/oauth2/v2.0/authorize"
 
+    def discovery_url(self, tenant: Tenant | str | None = None) -> str:
+        """The tenant's OpenID Connect discovery document (v2)."""
+        return f"{self.authority}/{self._segment(tenant)}/v2.0/.well-known/openid-configuration"
+
     def jwks_uri(self, tenant: Tenant | str | None = None) -> str:
         return f"{self.authority}/{self._segment(tenant)}/discovery/v2.0/keys"
 

@@ -100,13 +100,15 @@ def graph_user(user: User) -> dict[str, Any]:
     }
 
 
-def _me(request: Request, issuer: TokenIssuer) -> tuple[User, dict[str, Any]]:
+def _me(
+    request: Request, issuer: TokenIssuer, allowed: frozenset[str] = GRAPH_ME_SCOPES
+) -> tuple[User, dict[str, Any]]:
     claims = _claims(request, issuer, (GRAPH_RESOURCE, GRAPH_APP_ID))
     if "scp" not in claims:
         raise _Denied(
             400, "BadRequest", "/me request is only valid with delegated authentication flow."
         )
-    if not GRAPH_ME_SCOPES & set(str(claims["scp"]).split()):
+    if not allowed & set(str(claims["scp"]).split()):
         raise _forbidden()
     user = issuer.directory.users.get(str(claims.get("oid")))
     if user is None:
@@ -132,21 +134,23 @@ async def graph_me(request: Request) -> Response:
 
 
 async def graph_userinfo(request: Request) -> Response:
-    """OIDC UserInfo, which Entra serves from Graph (``/oidc/userinfo``)."""
+    """OIDC UserInfo, which Entra serves from Graph (``/oidc/userinfo``): a token with the
+    ``openid`` scope is enough; ``profile`` adds the names, ``email`` the address (a Graph
+    ``User.Read`` token gets them all)."""
     issuer: TokenIssuer = request.app.state.issuer
     try:
-        user, claims = _me(request, issuer)
+        user, claims = _me(request, issuer, GRAPH_ME_SCOPES | {"openid"})
     except _Denied as denied:
         return _envelope(request, issuer, denied)
-    return JSONResponse(
-        {
-            "sub": claims.get("sub"),
-            "name": user.display_name,
-            "family_name": user.surname,
-            "given_name": user.given_name,
-            "email": user.mail or user.upn,
-        }
-    )
+    scopes = set(str(claims.get("scp", "")).split())
+    full = bool(scopes & GRAPH_ME_SCOPES)
+    body: dict[str, Any] = {"sub": claims.get("sub")}
+    if full or "profile" in scopes:
+        body |= {"name": user.display_name, "family_name": user.surname}
+        body |= {"given_name": user.given_name}
+    if full or "email" in scopes:
+        body["email"] = user.mail or user.upn
+    return JSONResponse(body)
 
 
 async def downstream_whoami(request: Request) -> Response:

@@ -20,7 +20,7 @@ from typing import Any
 from ._errors import EntraError
 from ._grants import TokenCall, delegated_response
 from ._models import Tenant, User
-from ._tokens import BadToken
+from ._tokens import BadToken, performed_mfa
 from ._wire import iso_timestamp
 
 __all__ = ["on_behalf_of"]
@@ -93,6 +93,6 @@ def on_behalf_of(call: TokenCall) -> tuple[dict[str, Any], str]:
     user, tenant = _user_in(call, claims)
     if tenant.tenant_id != call.app.tenant_id and not call.app.multi_tenant:
         raise EntraError(700016, client_id=call.app.client_id, tenant=tenant.tenant_id)
-    mfa = "mfa" in (claims.get("amr") or [])
+    mfa = performed_mfa(claims)
     body = delegated_response(call, user=user, tenant=tenant, raw_scope=raw, mfa=mfa)
     return body, user.oid

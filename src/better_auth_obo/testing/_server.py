@@ -24,6 +24,7 @@ from ._authorize import authorize
 from ._discovery import error_page, instance_discovery, jwks, openid_configuration
 from ._faults import Faults
 from ._graph import downstream_whoami, graph_me, graph_userinfo
+from ._logout import logout
 from ._token_endpoint import token_endpoint
 from ._tokens import TokenIssuer
 
@@ -45,6 +46,8 @@ def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
         Route("/{tenant}/discovery/keys", jwks),
         Route("/{tenant}/oauth2/v2.0/token", token_endpoint, methods=["POST"]),
         Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/v2.0/logout", logout, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/logout", logout, methods=["GET", "POST"]),
     ]
     app = Starlette(routes=routes)
     app.state.issuer = issuer

@@ -9,8 +9,9 @@ v2 access tokens carry ``aud`` (the resource's client id), ``iss``
 real ones do whatever the authority, ``appid``/``appidacr``, ``upn``,
 ``unique_name``, and ``aud`` = the App ID URI or the client id, following how the
 scope named the resource. Graph tokens carry a ``nonce`` header as the real ones do.
-The emulator's own ``amr`` claim records whether MFA was performed. ID tokens are
-always v2.
+Whether MFA was performed: ``amr`` in v1 tokens (Entra documents ``amr`` as v1-only),
+and the emulator's own marker in the opaque ``aio`` claim of v2 tokens (where Entra keeps
+its own session data). ID tokens are always v2.
 """
 
 from __future__ import annotations
@@ -28,9 +29,33 @@ from ._scopes import Resource
 from ._state import Directory
 from ._wire import GRAPH_APP_ID, V1_ISSUER_HOST, b64url_json, opaque, pairwise_sub
 
-__all__ = ["BadToken", "Grant", "TokenIssuer"]
+__all__ = ["BadToken", "Grant", "TokenIssuer", "performed_mfa"]
 
 ID_TOKEN_LIFETIME = 3600
+
+
+_AIO_MFA, _AIO_PASSWORD = "AWQAm/8", "AVQAq/8"
+
+
+def _aio(mfa: bool) -> str:
+    """An opaque-looking ``aio`` whose first characters say whether MFA was performed."""
+    return (_AIO_MFA if mfa else _AIO_PASSWORD) + opaque()[:48]
+
+
+def performed_mfa(claims: dict[str, Any]) -> bool:
+    """Whether the token's sign-in performed MFA (``amr`` in v1, the ``aio`` marker in v2)."""
+    if "mfa" in (claims.get("amr") or []):
+        return True
+    return str(claims.get("aio", "")).startswith(_AIO_MFA)
+
+
+def guest_idp(user: User, tenant_id: str) -> dict[str, str]:
+    """``idp`` for a guest: the home tenant's STS URI (Entra omits it for members, whose
+    identity provider is the issuer; libraries tell guests by ``idp`` != ``iss``)."""
+    home = user.home_tenant_id
+    if home is None or home == tenant_id:
+        return {}
+    return {"idp": f"{V1_ISSUER_HOST}/{home}/"}
 
 
 class BadToken(Exception):
@@ -133,13 +158,14 @@ class TokenIssuer:
             "sub": pairwise_sub(user.oid, grant.resource.client_id),
             "name": user.display_name,
             "scp": " ".join(grant.permissions),
-            "amr": ["pwd", "mfa"] if grant.mfa else ["pwd"],
         }
         if version == 2:
-            claims["preferred_username"] = user.upn
+            claims |= {"preferred_username": user.upn, "aio": _aio(grant.mfa)}
         else:
+            claims["amr"] = ["pwd", "mfa"] if grant.mfa else ["pwd"]
             claims |= {"upn": user.upn, "unique_name": user.upn, "idtyp": "user"}
             claims |= {"given_name": user.given_name, "family_name": user.surname}
+        claims |= guest_idp(user, grant.tenant_id)
         return claims
 
     def id_token(
@@ -171,6 +197,7 @@ class TokenIssuer:
             claims["nonce"] = nonce
         if email and (user.mail or user.upn):
             claims["email"] = user.mail or user.upn
+        claims |= guest_idp(user, tenant_id)
         return self.keys.sign(claims)
 
     @staticmethod
