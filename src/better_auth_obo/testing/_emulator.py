@@ -154,6 +154,11 @@ class EntraEmulator:
     def authorize_endpoint(self, tenant: Tenant | str | None = None) -> str:
         return f"{self.authority}/{self._segment(tenant)}/oauth2/v2.0/authorize"
 
+    def approve_device_code(self, user_code: str, user: User) -> None:
+        """Sign ``user`` in on a device code (what the user does on ``/devicelogin``)."""
+        if not self._directory.approve_device(user_code, user.oid):
+            raise ValueError(f"no pending device code {user_code!r}")
+
     def discovery_url(self, tenant: Tenant | str | None = None) -> str:
         """The tenant's OpenID Connect discovery document (v2)."""
         return f"{self.authority}/{self._segment(tenant)}/v2.0/.well-known/openid-configuration"

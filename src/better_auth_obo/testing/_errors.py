@@ -103,6 +103,15 @@ CATALOGUE: dict[int, ErrorSpec] = {
     ),
     65004: ErrorSpec("access_denied", "User declined to consent to access the app."),
     70000: ErrorSpec("invalid_grant", "Provided grant is invalid or malformed. {reason}"),
+    70016: ErrorSpec(
+        "authorization_pending",
+        "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+    ),
+    70020: ErrorSpec(
+        "expired_token",
+        "The provided value for the input parameter 'device_code' is not valid. This device "
+        "code has expired.",
+    ),
     70003: ErrorSpec(
         "unsupported_grant_type", "The app requested an unsupported grant type '{grant_type}'."
     ),

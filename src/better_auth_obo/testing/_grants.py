@@ -29,6 +29,7 @@ __all__ = [
     "client_credentials",
     "delegated_response",
     "refresh_token",
+    "stored_user_response",
 ]
 
 REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600
@@ -196,7 +197,7 @@ def authorization_code(call: TokenCall) -> tuple[dict[str, Any], str]:
         if computed != grant.challenge:
             raise EntraError(501481)
     raw = call.form.get("scope") or " ".join(grant.scopes)
-    return _stored_user_response(call, grant.user_oid, grant.tenant_id, raw, grant.mfa, grant.nonce)
+    return stored_user_response(call, grant.user_oid, grant.tenant_id, raw, grant.mfa, grant.nonce)
 
 
 def refresh_token(call: TokenCall) -> tuple[dict[str, Any], str]:
@@ -209,10 +210,10 @@ def refresh_token(call: TokenCall) -> tuple[dict[str, Any], str]:
     if grant.expires_at <= call.issuer.clock():
         raise EntraError(70008)
     raw = call.form.get("scope") or grant.scope
-    return _stored_user_response(call, grant.user_oid, grant.tenant_id, raw, grant.mfa, None)
+    return stored_user_response(call, grant.user_oid, grant.tenant_id, raw, grant.mfa, None)
 
 
-def _stored_user_response(
+def stored_user_response(
     call: TokenCall, oid: str, tenant_id: str, raw: str, mfa: bool, nonce: str | None
 ) -> tuple[dict[str, Any], str]:
     """The response for a code's or refresh token's user, in its tenant."""

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._authorize import authorize
+from ._device import device_login, devicecode
 from ._discovery import error_page, instance_discovery, jwks, openid_configuration
 from ._faults import Faults
 from ._graph import downstream_whoami, graph_me, graph_userinfo
@@ -47,6 +48,8 @@ def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
         Route("/{tenant}/oauth2/v2.0/token", token_endpoint, methods=["POST"]),
         Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET", "POST"]),
         Route("/{tenant}/oauth2/v2.0/logout", logout, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/v2.0/devicecode", devicecode, methods=["POST"]),
+        Route("/devicelogin", device_login, methods=["GET", "POST"]),
         Route("/{tenant}/oauth2/logout", logout, methods=["GET", "POST"]),
     ]
     app = Starlette(routes=routes)

@@ -18,7 +18,7 @@ from ._keys import make_certificate
 from ._models import App, Certificate, Tenant, TokenRequest, User
 from ._wire import new_guid, opaque
 
-__all__ = ["CodeGrant", "Directory", "RefreshGrant"]
+__all__ = ["CodeGrant", "DeviceGrant", "Directory", "RefreshGrant"]
 
 ADMIN = "*"  # consent principal for tenant-wide (admin) consent
 
@@ -48,6 +48,19 @@ class RefreshGrant:
     scope: str
 
 
+@dataclass(slots=True, kw_only=True)
+class DeviceGrant:
+    """A device-code sign-in: pending until a user approves it on ``/devicelogin``."""
+
+    client_id: str
+    tenant_id: str
+    scope: str
+    user_code: str
+    expires_at: float
+    user_oid: str | None = None
+    redeemed: bool = False
+
+
 class Directory:
     """Mutable emulator state behind one lock."""
 
@@ -73,6 +86,8 @@ class Directory:
             self._codes: dict[str, CodeGrant] = {}
             self._redeemed: set[str] = set()
             self._refresh: dict[str, RefreshGrant] = {}
+            self._devices: dict[str, DeviceGrant] = {}
+            self._user_codes: dict[str, str] = {}
             self._log: list[TokenRequest] = []
             self.auto_user: str | None = None
             self.auto_any = False
@@ -227,6 +242,36 @@ class Directory:
             self._revoked_before[user] = self.clock()
 
     # -- codes and refresh tokens -------------------------------------------------------------
+    def issue_device_code(self, grant: DeviceGrant) -> str:
+        device_code = opaque("1.emu-device.")
+        with self._lock:
+            self._devices[device_code] = grant
+            self._user_codes[grant.user_code] = device_code
+        return device_code
+
+    def redeem_device(self, device_code: str, client_id: str, now: float) -> DeviceGrant | str:
+        """The approved grant (now redeemed), or why not: ``unknown``, ``expired``,
+        ``pending``."""
+        with self._lock:
+            grant = self._devices.get(device_code)
+            if grant is None or grant.client_id != client_id or grant.redeemed:
+                return "unknown"
+            if grant.expires_at <= now:
+                return "expired"
+            if grant.user_oid is None:
+                return "pending"
+            grant.redeemed = True
+            return grant
+
+    def approve_device(self, user_code: str, user_oid: str) -> bool:
+        """Sign the user in on the device code ``user_code``; False if there is none."""
+        with self._lock:
+            grant = self._devices.get(self._user_codes.get(user_code.strip().upper(), ""))
+            if grant is None or grant.redeemed:
+                return False
+            grant.user_oid = user_oid
+            return True
+
     def issue_code(self, grant: CodeGrant) -> str:
         code = opaque("1.emu-code.")
         with self._lock:

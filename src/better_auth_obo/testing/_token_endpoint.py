@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ._client_auth import authenticate, basic_credentials
+from ._device import device_code_grant
 from ._errors import EntraError, render
 from ._faults import Fault, Faults
 from ._grants import TokenCall, authorization_code, client_credentials, refresh_token
@@ -27,6 +28,7 @@ from ._tokens import TokenIssuer
 from ._wire import (
     GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS,
+    GRANT_DEVICE_CODE,
     GRANT_JWT_BEARER,
     GRANT_REFRESH_TOKEN,
     TENANT_ALIASES,
@@ -41,6 +43,7 @@ GRANTS: dict[str, _Handler] = {
     GRANT_REFRESH_TOKEN: refresh_token,
     GRANT_CLIENT_CREDENTIALS: client_credentials,
     GRANT_JWT_BEARER: on_behalf_of,
+    GRANT_DEVICE_CODE: device_code_grant,
 }
 #: Grants only confidential clients may use.
 _CONFIDENTIAL = frozenset({GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER})
