@@ -25,7 +25,7 @@ from ._state import CodeGrant, Directory
 from ._tokens import TokenIssuer
 from ._wire import TENANT_ALIASES
 
-__all__ = ["authorize"]
+__all__ = ["authorize", "authorize_v1"]
 
 CODE_LIFETIME = 600  # "codes are short lived, about 10 minutes" (v2-oauth2-auth-code-flow.md)
 _EMULATOR_FIELDS = ("emulator_user", "emulator_cancel")
@@ -210,12 +210,22 @@ def _flow(
     return _answer(params, redirect_uri, values)
 
 
-async def authorize(request: Request) -> Response:
+async def authorize_v1(request: Request) -> Response:
+    """``/{tenant}/oauth2/authorize`` (v1): ``resource=`` names the API instead of
+    ``scope``; it asks for the API's consented permissions (as ``/.default``), an ID token
+    and a refresh token, as the v1 endpoint always gave them."""
+    return await authorize(request, v1=True)
+
+
+async def authorize(request: Request, *, v1: bool = False) -> Response:
     issuer: TokenIssuer = request.app.state.issuer
     if request.method == "POST":
-        params: Mapping[str, str] = {k: str(v) for k, v in (await _form(request)).items()}
+        params: dict[str, str] = {k: str(v) for k, v in (await _form(request)).items()}
     else:
         params = dict(request.query_params)
+    resource = params.get("resource", "").strip().rstrip("/")
+    if v1 and resource and "scope" not in params:
+        params["scope"] = f"openid offline_access {resource}/.default"
     try:
         app, tenant, redirect_uri = _check_client(
             issuer.directory, request.path_params["tenant"], params

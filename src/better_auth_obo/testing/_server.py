@@ -20,13 +20,13 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._authorize import authorize
+from ._authorize import authorize, authorize_v1
 from ._device import device_login, devicecode
 from ._discovery import error_page, instance_discovery, jwks, openid_configuration
 from ._faults import Faults
 from ._graph import downstream_whoami, graph_me, graph_userinfo
 from ._logout import logout
-from ._token_endpoint import token_endpoint
+from ._token_endpoint import token_endpoint, token_endpoint_v1
 from ._tokens import TokenIssuer
 
 __all__ = ["ServerThread", "build_app"]
@@ -46,7 +46,9 @@ def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
         Route("/{tenant}/discovery/v2.0/keys", jwks),
         Route("/{tenant}/discovery/keys", jwks),
         Route("/{tenant}/oauth2/v2.0/token", token_endpoint, methods=["POST"]),
+        Route("/{tenant}/oauth2/token", token_endpoint_v1, methods=["POST"]),
         Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/authorize", authorize_v1, methods=["GET", "POST"]),
         Route("/{tenant}/oauth2/v2.0/logout", logout, methods=["GET", "POST"]),
         Route("/{tenant}/oauth2/v2.0/devicecode", devicecode, methods=["POST"]),
         Route("/devicelogin", device_login, methods=["GET", "POST"]),

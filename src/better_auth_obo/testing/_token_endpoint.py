@@ -9,6 +9,7 @@ sends (``x-ms-client-request-id`` for azure-core) or is new.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -35,7 +36,7 @@ from ._wire import (
     new_guid,
 )
 
-__all__ = ["entra_headers", "token_endpoint"]
+__all__ = ["entra_headers", "token_endpoint", "token_endpoint_v1"]
 
 _Handler = Callable[[TokenCall], "tuple[dict[str, Any], str | None]"]
 GRANTS: dict[str, _Handler] = {
@@ -167,13 +168,49 @@ async def _fault_response(
     return Response(fault.body, fault.status, headers=headers)
 
 
+async def token_endpoint_v1(request: Request) -> Response:
+    """``POST /{tenant}/oauth2/token`` (v1): ``resource=`` instead of ``scope``; the answer
+    carries ``resource``, ``expires_on`` and ``not_before``, and its numbers are strings
+    (v1 endpoint docs). Which token version is issued follows the resource, as on v2."""
+    form = await _form(request)
+    resource = form.get("resource", "").strip().rstrip("/")
+    grant = form.get("grant_type")
+    if resource and "scope" not in form and grant != GRANT_AUTHORIZATION_CODE:
+        # A code keeps what /authorize asked for; a refresh token may switch resources.
+        keep = "openid offline_access " if grant == GRANT_REFRESH_TOKEN else ""
+        form["scope"] = f"{keep}{resource}/.default"
+    response = await _serve(request, form)
+    if response.status_code != 200 or not resource:
+        return response
+    body = json.loads(bytes(response.body))
+    now = int(request.app.state.issuer.clock())
+    lifetime = int(body.get("expires_in", 0))
+    body |= {
+        "expires_in": str(lifetime),
+        "ext_expires_in": str(body.get("ext_expires_in", lifetime)),
+        "expires_on": str(now + lifetime),
+        "not_before": str(now),
+        "resource": resource,
+    }
+    kept = {
+        k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
+    }
+    return JSONResponse(body, 200, headers=kept)
+
+
 async def token_endpoint(request: Request) -> Response:
+    return await _serve(request, await _form(request))
+
+
+async def _form(request: Request) -> dict[str, str]:
+    raw = (await request.body()).decode("utf-8", "replace")
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+async def _serve(request: Request, form: dict[str, str]) -> Response:
     issuer: TokenIssuer = request.app.state.issuer
     faults: Faults = request.app.state.faults
     segment = request.path_params["tenant"]
-    form = dict(
-        parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    )
     headers = request.headers
     trace_id = new_guid()
     correlation_id = (
