@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,7 +20,11 @@ from better_auth_obo.testing import App, EntraEmulator
 OIDC = ["openid", "profile", "email", "offline_access"]
 
 
-async def _sign_in(entra: EntraEmulator, api: App, scopes: list[str] | None) -> dict[str, Any]:
+@asynccontextmanager
+async def _host(
+    entra: EntraEmulator, api: App, scopes: list[str] | None = None
+) -> AsyncIterator[tuple[BetterAuth, httpx.AsyncClient]]:
+    """better-auth-server with the Microsoft provider on the emulator, and a client of it."""
     provider: dict[str, Any] = {
         "client_id": api.client_id,
         "client_secret": api.client_secret,
@@ -28,10 +34,7 @@ async def _sign_in(entra: EntraEmulator, api: App, scopes: list[str] | None) -> 
     }
     if scopes is not None:
         provider["scopes"] = scopes
-    async with (
-        httpx.AsyncClient(verify=entra.ssl_context()) as outbound,
-        httpx.AsyncClient(verify=entra.ssl_context()) as browser,
-    ):
+    async with httpx.AsyncClient(verify=entra.ssl_context()) as outbound:
         auth = BetterAuth(
             secret="s" * 40,
             base_url="http://testserver",
@@ -46,15 +49,23 @@ async def _sign_in(entra: EntraEmulator, api: App, scopes: list[str] | None) -> 
             base_url="http://testserver",
             headers={"origin": "http://testserver"},
         ) as client:
-            start = await client.post(
-                "/api/auth/sign-in/social", json={"provider": "microsoft", "callbackURL": "/"}
-            )
-            authorize = await browser.get(start.json()["url"])
-            assert authorize.status_code == 302, authorize.text
-            callback = await client.get(authorize.headers["location"])
-            assert callback.status_code == 302
-            assert "error" not in callback.headers["location"]
-            (account,) = await auth.adapter.find_many("account", [Where("providerId", "microsoft")])
+            yield auth, client
+
+
+async def _sign_in(entra: EntraEmulator, api: App, scopes: list[str] | None) -> dict[str, Any]:
+    async with (
+        _host(entra, api, scopes) as (auth, client),
+        httpx.AsyncClient(verify=entra.ssl_context()) as browser,
+    ):
+        start = await client.post(
+            "/api/auth/sign-in/social", json={"provider": "microsoft", "callbackURL": "/"}
+        )
+        authorize = await browser.get(start.json()["url"])
+        assert authorize.status_code == 302, authorize.text
+        callback = await client.get(authorize.headers["location"])
+        assert callback.status_code == 302
+        assert "error" not in callback.headers["location"]
+        (account,) = await auth.adapter.find_many("account", [Where("providerId", "microsoft")])
     return dict(account)
 
 
@@ -101,36 +112,15 @@ async def _id_token_sign_in(
 ) -> tuple[httpx.Response, list[dict[str, Any]]]:
     """``POST /sign-in/social`` with ``idToken``: better-auth-server verifies it against
     the emulator's ``/discovery/v2.0/keys`` (issuer, audience, max age)."""
-    provider = {
-        "client_id": api.client_id,
-        "client_secret": api.client_secret,
-        "tenant_id": entra.tenant_id,
-        "authority": entra.authority,
-        "disable_profile_photo": True,
-    }
-    async with httpx.AsyncClient(verify=entra.ssl_context()) as outbound:
-        auth = BetterAuth(
-            secret="s" * 40,
-            base_url="http://testserver",
-            adapter=MemoryAdapter(),
-            social_providers={"microsoft": provider},
-            http_client=outbound,
+    async with _host(entra, api) as (auth, client):
+        response = await client.post(
+            "/api/auth/sign-in/social",
+            json={
+                "provider": "microsoft",
+                "idToken": {"token": id_token, "accessToken": access_token},
+            },
         )
-        app = FastAPI()
-        app.include_router(BetterAuthFastAPI(auth).router)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app),
-            base_url="http://testserver",
-            headers={"origin": "http://testserver"},
-        ) as client:
-            response = await client.post(
-                "/api/auth/sign-in/social",
-                json={
-                    "provider": "microsoft",
-                    "idToken": {"token": id_token, "accessToken": access_token},
-                },
-            )
-            accounts = await auth.adapter.find_many("account", [Where("providerId", "microsoft")])
+        accounts = await auth.adapter.find_many("account", [Where("providerId", "microsoft")])
     return response, [dict(a) for a in accounts]
 
 
