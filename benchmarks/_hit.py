@@ -23,7 +23,7 @@ from tests._fakes import user_token
 
 from better_auth_obo import OBOPlugin
 from better_auth_obo._assertion import fingerprint
-from better_auth_obo._store import obo_row_id
+from better_auth_obo._store import UserRows, obo_row_id
 
 from ._doubles import (
     SCOPE,
@@ -96,6 +96,7 @@ async def _write_rows(
     now = datetime.now(timezone.utc)
     expires = datetime.fromtimestamp(int(time.time() + lifetime), timezone.utc)
     bound_to = fingerprint(token)
+    stamp = UserRows(None, {}, {}).generation  # never revoked: the stamp the plugin writes
     rows = [
         {
             "id": obo_row_id(user_id, app),
@@ -105,6 +106,7 @@ async def _write_rows(
             "accessToken": f"obo.{i:08d}.{'x' * 1200}",
             "accessTokenExpiresAt": expires,
             "scope": SCOPE,
+            "idToken": stamp(app),
             "createdAt": now,
             "updatedAt": now,
         }
