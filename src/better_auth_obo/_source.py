@@ -83,8 +83,11 @@ class TokenSource:
             # timed out: the holder was probably still exchanging). NullLease: no wait.
             if held is not True or not isinstance(self.lease, NullLease):
                 rows = await self.store.user_rows(user_id)
+                if rows.microsoft is None:
+                    raise AccountNotFoundError()
+                stored = self.store.decrypt(rows.microsoft.get("accessToken")) or ""
                 again = self._servable(rows, user_id, application, keep)
-                if again is not None:
+                if again is not None and await self.store.user_exists(user_id):
                     return Loaded(again, "database")
             try:
                 return await self._exchange(user_id, application, rows, stored)
