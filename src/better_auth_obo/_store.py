@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -210,13 +210,6 @@ class OBOStore:
 
     # --- cached OBO rows ------------------------------------------------------------
 
-    async def read(self, user_id: str, application: str) -> CachedToken | None:
-        """The cached row for (user, application), decrypted, or None."""
-        row = await self._auth.adapter.find_one(
-            "account", [Where("id", obo_row_id(user_id, application))]
-        )
-        return self.cached(row, user_id, application)
-
     def cached(
         self, row: dict[str, Any] | None, user_id: str, application: str
     ) -> CachedToken | None:
@@ -242,12 +235,8 @@ class OBOStore:
         now: float,
         generation: str,
     ) -> CachedToken:
-        """Upsert the row for (user, application): exactly one row, even across processes.
-
-        The id is deterministic, so concurrent first writes collide on the primary key;
-        the loser catches the integrity error and updates instead.
-        """
-        adapter = self._auth.adapter
+        """Upsert the row for (user, application): exactly one row, even across processes
+        (``_upsert``)."""
         row_id = obo_row_id(user_id, application)
         stamp = datetime.fromtimestamp(int(now), tz=timezone.utc)
         # Whole seconds: MySQL-family DATETIME drops fractions, and L1 must match L2.
@@ -261,22 +250,8 @@ class OBOStore:
             "idToken": generation,  # the stamp (module docstring), not a token
             "updatedAt": stamp,
         }
-        where = [Where("id", row_id)]
-        updated = await adapter.update("account", where, data)
-        if updated is None:
-            created = {
-                "id": row_id,
-                "userId": user_id,
-                "providerId": provider_id(application),
-                "createdAt": stamp,
-                **data,
-            }
-            try:
-                updated = await adapter.create("account", created, force_allow_id=True)
-            except Exception as exc:
-                if not _is_integrity_error(exc):
-                    raise
-                updated = await adapter.update("account", where, data)
+        created = {"userId": user_id, "providerId": provider_id(application), "createdAt": stamp}
+        updated = await self._upsert(row_id, data, created)
         created_at = as_utc((updated or {}).get("createdAt"))
         return cached_token(
             user_id, application, result, fingerprint, now, generation, created=created_at
@@ -319,30 +294,49 @@ class OBOStore:
 
         Skipped (no error) when the user no longer exists: the row would be an orphan.
         """
-        adapter = self._auth.adapter
         scope = ALL_APPLICATIONS if application is None else application
         row_id = obo_row_id(user_id, f"{_GENERATION_KEY}:{scope}")
         stamp = datetime.fromtimestamp(int(now), tz=timezone.utc)
         data: dict[str, Any] = {"accountId": secrets.token_hex(16), "updatedAt": stamp}
-        if await adapter.update("account", [Where("id", row_id)], data) is not None:
-            return
-        if not await self.user_exists(user_id):
-            return
         created = {
-            "id": row_id,
             "userId": user_id,
             "providerId": GENERATION_PROVIDER_ID,
             "scope": scope,
             "createdAt": stamp,
-            **data,
         }
+        await self._upsert(row_id, data, created, may_create=lambda: self.user_exists(user_id))
+
+    async def _upsert(
+        self,
+        row_id: str,
+        data: dict[str, Any],
+        created: dict[str, Any],
+        *,
+        may_create: Callable[[], Awaitable[bool]] | None = None,
+    ) -> dict[str, Any] | None:
+        """Update the row ``row_id`` with ``data``, or create it (``created`` + ``data``).
+
+        The id is deterministic, so concurrent first writes collide on the primary key:
+        the loser catches the integrity error and updates instead. ``may_create`` is
+        asked before creating (False: nothing is written).
+        """
+        adapter = self._auth.adapter
+        where = [Where("id", row_id)]
+        updated: dict[str, Any] | None = await adapter.update("account", where, data)
+        if updated is not None:
+            return updated
+        if may_create is not None and not await may_create():
+            return None
         try:
-            await adapter.create("account", created, force_allow_id=True)
+            return await adapter.create(
+                "account", {"id": row_id, **created, **data}, force_allow_id=True
+            )
         except Exception as exc:
             if not _is_integrity_error(exc):
                 raise
-            # Another process created it first (or the user went meanwhile): move it anyway.
-            await adapter.update("account", [Where("id", row_id)], data)
+            # Another process created it first (or the user went meanwhile): update it.
+            result: dict[str, Any] | None = await adapter.update("account", where, data)
+            return result
 
 
 def cached_token(
