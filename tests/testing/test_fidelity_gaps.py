@@ -74,7 +74,7 @@ def test_userinfo_answers_an_openid_only_token(
     )
     assert info.status_code == 200, info.text
     body = info.json()
-    assert body["sub"] == claims(tokens["access_token"])["sub"]
+    assert body["sub"] == claims(tokens["id_token"])["sub"]  # the app's sub, as Entra's
     assert body["name"] == "Ada Lovelace" and body["email"] == "ada@contoso.example"
     only_openid = _sign_in(entra, http, trio, "openid")
     bare = http.get(

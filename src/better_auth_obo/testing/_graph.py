@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from ._models import User
 from ._tokens import BadToken, TokenIssuer
-from ._wire import GRAPH_APP_ID, GRAPH_ME_SCOPES, GRAPH_RESOURCE, new_guid
+from ._wire import GRAPH_APP_ID, GRAPH_ME_SCOPES, GRAPH_RESOURCE, new_guid, pairwise_sub
 
 __all__ = ["downstream_whoami", "graph_me", "graph_userinfo"]
 
@@ -144,7 +144,11 @@ async def graph_userinfo(request: Request) -> Response:
         return _envelope(request, issuer, denied)
     scopes = set(str(claims.get("scp", "")).split())
     full = bool(scopes & GRAPH_ME_SCOPES)
-    body: dict[str, Any] = {"sub": claims.get("sub")}
+    # The `sub` of the ID token the calling app got, not the Graph token's (userinfo.md:
+    # "The claims listed here, including sub, are the same claims that the app would see
+    # in the ID token issued to the app"); OIDC Core §5.3.2 has clients compare the two.
+    client_id = str(claims.get("appid") or claims.get("azp") or "")
+    body: dict[str, Any] = {"sub": pairwise_sub(user.oid, client_id)}
     if full or "profile" in scopes:
         body |= {"name": user.display_name, "family_name": user.surname}
         body |= {"given_name": user.given_name}
