@@ -166,6 +166,12 @@ def client_assertion_expired(entra, http, trio):  # type: ignore[no-untyped-def]
 
 
 @scenario
+def client_assertion_wrong_audience(entra, http, trio):  # type: ignore[no-untyped-def]
+    aud = f"{entra.authority}/{entra.tenant_id}/oauth2/v2.0/authorize"  # not the token endpoint
+    return _post(entra, http, trio.obo_form(**_cert_assertion(entra, trio, aud=aud)))
+
+
+@scenario
 def unknown_client(entra, http, trio):  # type: ignore[no-untyped-def]
     return _post(entra, http, trio.obo_form(client_id="11111111-1111-1111-1111-111111111111"))
 

@@ -16,13 +16,19 @@ docs/testing.md ("Clients known to work against the emulator").
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import identity.web
+import jwt
+import msal
 import pytest
+import requests
 from authlib.integrations.starlette_client import OAuth
+from entra_helpers import GRAPH_USER_READ, JWT_BEARER, Trio, claims
 from fastapi import Depends, FastAPI
 from fastapi_azure_auth import SingleTenantAzureAuthorizationCodeBearer
 from fastapi_azure_auth.user import User as AzureUser
@@ -33,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from better_auth_obo.testing import App, EntraEmulator
+from better_auth_obo.testing import App, Certificate, EntraEmulator
 
 # --- fastapi-azure-auth ---------------------------------------------------------------------
 
@@ -254,3 +260,134 @@ async def test_authlib_openid_sign_in_then_userinfo(entra: EntraEmulator) -> Non
         "ada@contoso.example",
     )
     assert {r.grant_type for r in entra.token_requests} == {"authorization_code"}
+
+
+# --- MSAL Python: one client assertion, several token requests ------------------------------
+#
+# Issue 12 asked for "jti replay refused". Real Entra does not refuse a client assertion
+# presented twice, and the emulator must not either:
+# - MSAL Python signs one certificate assertion (exp = 10 min, one jti) and reuses it for
+#   540 s across token requests (oauth2cli/assertion.py: create_regenerative_assertion →
+#   AutoRefresher(expires_in=600 - 60)); its ConfidentialClientApplication docstring even
+#   tells AKS workload-identity users to memoize the projected token with
+#   ``AutoRefresher(..., expires_in=3600)``, i.e. to send the same JWT for an hour.
+# - The failures reported against Entra for reused assertions are all expiry, AADSTS700024
+#   "Client assertion is not within its valid time range" (MSAL.NET #4775 deprecating
+#   WithClientAssertion(string), azure-sdk-for-rust #1739 and azure-workload-identity #693
+#   for a Kubernetes token read once and reused past its exp), never a replay refusal.
+# - Entra's certificate-credentials.md requires aud = the token endpoint, and exp; jti is a
+#   GUID "can be used to prevent replay" (RFC 7519 §4.1.7 wording, a MAY in RFC 7523 §3).
+# So: the same assertion (same jti) succeeds until it expires; an expired one gets
+# invalid_client AADSTS700024, one addressed elsewhere invalid_client AADSTS700023
+# ("Client assertion audience claim does not match Realm issuer", Azure SDK
+# troubleshooting guides, ClientAssertionCredential table).
+
+
+@pytest.fixture
+def wire(entra: EntraEmulator) -> Iterator[tuple[requests.Session, list[dict[str, str]]]]:
+    """MSAL's HTTP client, trusting the emulator and keeping every token request's form."""
+    sent: list[dict[str, str]] = []
+
+    def keep(response: requests.Response, *args: object, **kwargs: object) -> None:
+        body = response.request.body
+        if response.request.method == "POST" and body:
+            text = body.decode() if isinstance(body, bytes) else body
+            sent.append(dict(parse_qsl(text)))
+
+    with requests.Session() as session:
+        session.verify, session.trust_env = entra.ca_file, False
+        session.hooks["response"].append(keep)
+        yield session, sent
+
+
+def _confidential(
+    entra: EntraEmulator, app: App, session: requests.Session, credential: object
+) -> msal.ConfidentialClientApplication:
+    return msal.ConfidentialClientApplication(
+        app.client_id,
+        client_credential=credential,
+        authority=f"{entra.authority}/{entra.tenant_id}",
+        instance_discovery=False,
+        http_client=session,
+    )
+
+
+def test_msal_reuses_one_certificate_assertion_and_entra_accepts_it(
+    entra: EntraEmulator, trio: Trio, wire: tuple[requests.Session, list[dict[str, str]]]
+) -> None:
+    session, sent = wire
+    cert = trio.api.add_certificate()
+    app = _confidential(entra, trio.api, session, cert.msal_credential())
+
+    graph = app.acquire_token_on_behalf_of(trio.assertion, [GRAPH_USER_READ])
+    files = app.acquire_token_on_behalf_of(trio.assertion, [trio.downstream.scope("Files.Read")])
+
+    assert "access_token" in graph, graph
+    assert "access_token" in files, files
+    assertions = [form["client_assertion"] for form in sent if "client_assertion" in form]
+    assert len(assertions) == 2
+    assert assertions[0] == assertions[1]  # one JWT, one jti, two token requests
+    first = claims(assertions[0])
+    assert first["jti"] and first["aud"] == entra.token_endpoint()
+    assert first["exp"] - first["iat"] == 600
+    assert [(r.grant_type, r.auth_method, r.status) for r in entra.token_requests] == [
+        (JWT_BEARER, "private_key_jwt", 200),
+        (JWT_BEARER, "private_key_jwt", 200),
+    ]
+    # Presented a third time, by another process that was handed the same JWT (as pods
+    # sharing a projected token do): still accepted while it has not expired.
+    again = _confidential(entra, trio.api, session, {"client_assertion": lambda: assertions[0]})
+    client_only = again.acquire_token_for_client([f"{trio.downstream.app_id_uri}/.default"])
+    assert "access_token" in client_only, client_only
+
+
+def _signed_assertion(entra: EntraEmulator, app: App, cert: Certificate, **claims: Any) -> str:
+    now = time.time()
+    payload = {
+        "aud": entra.token_endpoint(),
+        "iss": app.client_id,
+        "sub": app.client_id,
+        "jti": str(uuid.uuid4()),
+        "nbf": now,
+        "iat": now,
+        "exp": now + 600,
+        **claims,
+    }
+    return jwt.encode(payload, cert.private_key_pem, algorithm="RS256", headers={"x5t": cert.x5t})
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "message"),
+    [
+        ({"exp": -600, "nbf": -1200, "iat": -1200}, 700024, "not within its valid time range"),
+        ({"aud": "authorize"}, 700023, "audience claim does not match Realm issuer"),
+    ],
+    ids=["expired-700024", "wrong-audience-700023"],
+)
+def test_msal_gets_entras_refusal_of_an_unusable_assertion(
+    entra: EntraEmulator,
+    trio: Trio,
+    wire: tuple[requests.Session, list[dict[str, str]]],
+    changes: dict[str, Any],
+    code: int,
+    message: str,
+) -> None:
+    session, _ = wire
+    cert = trio.api.add_certificate()
+    now = time.time()
+    overrides: dict[str, Any] = {
+        k: (now + v if isinstance(v, int) else entra.authorize_endpoint())
+        for k, v in changes.items()
+    }
+    bad = _signed_assertion(entra, trio.api, cert, **overrides)
+    app = _confidential(entra, trio.api, session, {"client_assertion": lambda: bad})
+
+    result = app.acquire_token_on_behalf_of(trio.assertion, [GRAPH_USER_READ])
+
+    assert result["error"] == "invalid_client"
+    assert result["error_codes"] == [code]
+    assert message in result["error_description"]
+    assert [(r.status, r.error_code) for r in entra.token_requests] == [(401, code)]
+    good = _signed_assertion(entra, trio.api, cert)  # same key, right claims: accepted
+    ok = _confidential(entra, trio.api, session, {"client_assertion": lambda: good})
+    assert "access_token" in ok.acquire_token_on_behalf_of(trio.assertion, [GRAPH_USER_READ])

@@ -4,7 +4,9 @@ Accepted, as Entra does (v2-oauth2-auth-code-flow.md, certificate-credentials.md
 ``client_secret`` in the body, HTTP Basic (RFC 6749 §2.3.1: form-urlencoded id and
 secret), or a ``client_assertion`` JWT signed by a registered certificate: RS256 with
 ``x5t`` or PS256 with ``x5t#S256`` (MSAL pads thumbprints with ``=``: stripped here),
-float ``exp``/``iat``, ``nbf`` optional, ``aud`` = the token endpoint URL.
+float ``exp``/``iat``, ``nbf`` optional, ``aud`` = the token endpoint URL (else AADSTS700023).
+The same assertion (same ``jti``) may be presented again until it expires, as Entra
+allows and MSAL relies on (it reuses one for up to 10 minutes): no replay check.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ def _check_assertion(
         )
     except jwt.InvalidIssuerError as exc:
         raise EntraError(50048, client_id=app.client_id) from exc
+    except jwt.InvalidAudienceError as exc:  # not this tenant's token endpoint
+        raise EntraError(700023) from exc
     except jwt.InvalidSignatureError as exc:
         raise EntraError(
             700027,
@@ -128,6 +132,8 @@ def _check_assertion(
             client_id=app.client_id,
         ) from exc
     now = directory.clock()
-    exp, nbf = float(claims["exp"]), float(claims.get("nbf", now))
-    if not nbf <= now < exp:
-        raise EntraError(700024, now=iso_timestamp(now), exp=iso_timestamp(exp))
+    exp, nbf = float(claims["exp"]), float(claims.get("nbf", 0))
+    if not nbf <= now < exp:  # without nbf Entra reports "valid from" 1970-01-01
+        raise EntraError(
+            700024, now=iso_timestamp(now), nbf=iso_timestamp(nbf), exp=iso_timestamp(exp)
+        )

@@ -167,10 +167,16 @@ CATALOGUE: dict[int, ErrorSpec] = {
         "The provided value for the input parameter scope is not valid because it contains more "
         "than one resource. Scope {scope} is not valid.",
     ),
+    700023: ErrorSpec(
+        "invalid_client",
+        "Client assertion audience claim does not match Realm issuer. Review the documentation "
+        "at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+    ),
     700024: ErrorSpec(
         "invalid_client",
-        "Client assertion is not within its valid time range. Current time: {now}, expiry time "
-        "of assertion {exp}.",
+        "Client assertion is not within its valid time range. Current time: {now}, assertion "
+        "valid from {nbf}, expiry time of assertion {exp}. Review the documentation at "
+        "https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
     ),
     700025: ErrorSpec(
         "invalid_client",
