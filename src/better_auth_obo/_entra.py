@@ -168,13 +168,19 @@ class EntraClient:
         )
 
     async def exchange(
-        self, assertion: str, scopes: Sequence[str], *, key: Hashable | None = None
+        self,
+        assertion: str,
+        scopes: Sequence[str],
+        *,
+        key: Hashable | None = None,
+        claims: str | None = None,
     ) -> TokenResult:
         """Exchange the user's access token for one scoped to a downstream API (the OBO grant).
 
         ``key`` names the caller for throttling, e.g. ``(user_id, application)``: after
         Entra answers 429 (or 5xx with ``Retry-After``) for a key, calls with that key
-        fail fast until the wait is over; other keys are never held back.
+        fail fast until the wait is over; other keys are never held back. ``claims`` is
+        sent as Entra's ``claims`` parameter (client capabilities, a claims challenge).
 
         Example::
 
@@ -183,6 +189,9 @@ class EntraClient:
         require_text("assertion", assertion)
         # v2-oauth2-on-behalf-of-flow, "First case: Access token request with a shared secret".
         params = {"assertion": assertion, "requested_token_use": REQUESTED_TOKEN_USE_OBO}
+        if claims is not None:
+            require_text("claims", claims)
+            params["claims"] = claims
         return await self._call(GRANT_TYPE_JWT_BEARER, params, check_scopes(scopes), key)
 
     async def refresh(

@@ -10,6 +10,7 @@ Our exceptions become ``better_auth.APIError`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from better_auth.plugins import HookSet
 from ._assertion import application_scope_problems
 from ._background import DEFAULT_REFRESH_CONCURRENCY, BackgroundRefresh
 from ._cache import FlightClosed, SingleFlight, TokenCache
+from ._claims import capabilities_option, normalize_claims
 from ._config import OBOApplication, normalize_applications
 from ._credentials import (
     ClientCertificate,
@@ -32,6 +34,7 @@ from ._credentials import (
     Credential,
     credential_expiry_warnings,
 )
+from ._downstream import OBOAuth
 from ._entra import ClientAuthenticator, EntraClient
 from ._errors import (
     OBO_ERROR_CODES,
@@ -59,6 +62,8 @@ from ._verify import AssertionVerifier
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
+
+    from ._azure import OBOTokenCredential
 
 __all__ = ["OBOPlugin"]
 
@@ -111,6 +116,7 @@ class OBOPlugin(Plugin):
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         app_id_uris: Iterable[str] = (),
+        client_capabilities: Iterable[str] = (),
         refresh_concurrency: int = DEFAULT_REFRESH_CONCURRENCY,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -136,6 +142,7 @@ class OBOPlugin(Plugin):
             raise ValueError("timeout must be more than 0 seconds")
         self._clock = clock
         self._app_id_uris = _app_id_uris(app_id_uris)
+        self.client_capabilities = capabilities_option(client_capabilities)
         self._l1: TokenCache[OBOAccount] = TokenCache(
             max_entries=cache_max_entries,
             buffer=self.expiry_buffer,
@@ -146,6 +153,10 @@ class OBOPlugin(Plugin):
         # Keyed with the purge generation: a caller after a revoke, an unlink or a deletion
         # never joins a load that started before it.
         self._flight: SingleFlight[tuple[str, str, int], OBOAccount] = SingleFlight()
+        # Forced exchanges (force_refresh, a claims challenge), one per distinct claims
+        # request: N requests refused by a resource at once make one exchange, and none
+        # of them gets the cached token it is replacing.
+        self._forced: SingleFlight[tuple[str, str, int, str], OBOAccount] = SingleFlight()
         self._telemetry = Telemetry()
         self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(
             clock=clock, concurrency=refresh_concurrency, max_keys=cache_max_entries
@@ -232,6 +243,7 @@ class OBOPlugin(Plugin):
             outage_grace=self.outage_grace,
             lease=self._lease,
             lease_ttl=self._timeout * 2,
+            capabilities=self.client_capabilities,
         )
         warn(configuration_warnings(settings))
         notice = id_token_sign_in_notice(settings)
@@ -245,13 +257,26 @@ class OBOPlugin(Plugin):
 
     # --- server-only API --------------------------------------------------------------
 
-    async def get_obo_token(self, *, user_id: str, application_name: str) -> OBOAccount:
+    async def get_obo_token(
+        self,
+        *,
+        user_id: str,
+        application_name: str,
+        claims: str | Mapping[str, Any] | None = None,
+        force_refresh: bool = False,
+    ) -> OBOAccount:
         """A token for ``application_name`` on behalf of ``user_id``: cached, else exchanged.
 
         Returns the account row (``accessToken``, ``scope``, ``accessTokenExpiresAt``,
         ``providerId`` = ``microsoft:<application_name>``, ``userId``). Raises
         ``better_auth.APIError`` with a code from ``OBO_ERROR_CODES``.
+
+        ``claims`` (a claims challenge from a resource, JSON text or a dict) is sent on a
+        new exchange (with ``client_capabilities``), as is ``force_refresh=True``: the
+        cached token is not served, and the new one replaces it.
         """
+        if claims is not None or force_refresh:
+            return await self._forced_token(user_id, application_name, claims)
         try:
             hit = self._l1.lookup(user_id, application_name)
         except TypeError:  # an unhashable argument: say which
@@ -278,6 +303,67 @@ class OBOPlugin(Plugin):
         except OBOError as exc:
             raise _api_error(exc) from exc
         except FlightClosed:  # the load was cancelled by aclose() (never this caller's cancel)
+            raise RuntimeError(_CLOSED) from None
+        return account.copy()
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant the Microsoft provider is configured for (a GUID, a domain or a
+        multi-tenant alias such as ``organizations``); None before ``init``."""
+        return self._settings.tenant if self._settings is not None else None
+
+    def http_auth(self, *, user_id: str, application_name: str) -> OBOAuth:
+        """An ``httpx.Auth`` sending ``user_id``'s token for ``application_name``, answering
+        a claims challenge (CAE) with one new exchange and a replay.
+
+        Example::
+
+            auth = obo.http_auth(user_id=uid, application_name="graph")
+            async with httpx.AsyncClient(auth=auth) as client:
+                me = (await client.get("https://graph.microsoft.com/v1.0/me")).json()
+        """
+        return OBOAuth(self, user_id=user_id, application_name=application_name)
+
+    def credential(self, *, user_id: str, application_name: str) -> OBOTokenCredential:
+        """An Azure SDK async credential (``AsyncTokenCredential``, ``AsyncSupportsTokenInfo``)
+        for ``user_id`` and ``application_name``; needs ``better-auth-obo[azure]``.
+
+        Example::
+
+            graph = GraphServiceClient(
+                credentials=obo.credential(user_id=uid, application_name="graph"),
+                scopes=["https://graph.microsoft.com/.default"],
+            )
+        """
+        try:
+            from ._azure import OBOTokenCredential
+        except ImportError as exc:  # azure-core is an extra
+            raise ImportError(
+                'obo.credential() needs azure-core: pip install "better-auth-obo[azure]"'
+            ) from exc
+        return OBOTokenCredential(self, user_id=user_id, application_name=application_name)
+
+    async def _forced_token(
+        self, user_id: str, application_name: str, claims: str | Mapping[str, Any] | None
+    ) -> OBOAccount:
+        _check_arguments(user_id, application_name)
+        challenge = normalize_claims(claims)
+        if application_name not in self.applications:
+            raise _api_error(self._unknown_application(application_name))
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        generation = self._l1.generation(user_id, application_name)
+        text = json.dumps(challenge, sort_keys=True) if challenge else ""
+        try:
+            account = await self._forced.run(
+                (user_id, application_name, generation, text),
+                lambda: self._load(
+                    user_id, application_name, generation=generation, force=True, claims=challenge
+                ),
+            )
+        except OBOError as exc:
+            raise _api_error(exc) from exc
+        except FlightClosed:
             raise RuntimeError(_CLOSED) from None
         return account.copy()
 
@@ -319,6 +405,7 @@ class OBOPlugin(Plugin):
         self._closed = True
         await self._background.aclose()
         await self._flight.aclose()
+        await self._forced.aclose()
         if self._source is not None:  # work the callers' exchanges shared, shielded
             await self._source.refresher.aclose()
             await self._source.verifier.aclose()
@@ -332,6 +419,8 @@ class OBOPlugin(Plugin):
         *,
         ahead: bool = False,
         generation: int | None = None,
+        force: bool = False,
+        claims: Mapping[str, Any] | None = None,
     ) -> OBOAccount:
         if self._source is None:
             raise self._settings_error or ConfigurationError()
@@ -340,7 +429,9 @@ class OBOPlugin(Plugin):
             generation = self._l1.generation(user_id, application)
         with self._telemetry.span(application):
             try:
-                loaded = await self._source.load(user_id, application, ahead=ahead)
+                loaded = await self._source.load(
+                    user_id, application, ahead=ahead, force=force, claims=claims
+                )
             except OBOError as exc:
                 _log_failure(application, exc, started)
                 self._telemetry.failed(application, exc)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._assertion import fingerprint, read_claims
+from ._claims import merge_claims
 from ._config import OBOApplication
 from ._entra import EntraClient, TokenResult
 from ._errors import AccountNotFoundError, EntraUnavailableError, KeyRetiredError
@@ -61,19 +62,31 @@ class TokenSource:
     outage_grace: bool
     lease: Lease
     lease_ttl: float
+    #: Client capabilities declared on every exchange (``["cp1"]``: CAE).
+    capabilities: tuple[str, ...] = ()
 
-    async def load(self, user_id: str, application: str, *, ahead: bool = False) -> Loaded:
+    async def load(
+        self,
+        user_id: str,
+        application: str,
+        *,
+        ahead: bool = False,
+        force: bool = False,
+        claims: Mapping[str, Any] | None = None,
+    ) -> Loaded:
         """The token to serve.
 
         ``ahead``: a proactive refresh, so a cached token about to enter the refresh
-        window does not count as good.
+        window does not count as good. ``force``: exchange even when a good token is
+        cached (``force_refresh``, a claims challenge), with ``claims`` on the request;
+        the new token replaces the cached one.
         """
         rows = await self.store.user_rows(user_id)
         if rows.microsoft is None:
             raise AccountNotFoundError()
         stored = self.store.decrypt(rows.microsoft.get("accessToken")) or ""
         keep = self.buffer + (self.refresh_ahead if ahead else 0.0)
-        cached = self._servable(rows, user_id, application, keep)
+        cached = None if force else self._servable(rows, user_id, application, keep)
         # A user row deleted without our hooks leaves its account rows behind where no
         # foreign key cascades (SQLite, MemoryAdapter): a deleted user gets nothing.
         if cached is not None and await self.store.user_exists(user_id):
@@ -81,7 +94,9 @@ class TokenSource:
         async with self.lease.hold(f"{user_id}:{application}", ttl=self.lease_ttl) as held:
             # Another process may have written it while we waited (also when the wait
             # timed out: the holder was probably still exchanging). NullLease: no wait.
-            if held is not True or not isinstance(self.lease, NullLease):
+            # A forced exchange still holds the lease (other processes' misses wait for
+            # its row) but never takes a row it did not mint.
+            if not force and (held is not True or not isinstance(self.lease, NullLease)):
                 rows = await self.store.user_rows(user_id)
                 if rows.microsoft is None:
                     raise AccountNotFoundError()
@@ -90,11 +105,12 @@ class TokenSource:
                 if again is not None and await self.store.user_exists(user_id):
                     return Loaded(again, "database")
             try:
-                return await self._exchange(user_id, application, rows, stored)
+                return await self._exchange(user_id, application, rows, stored, claims)
             except EntraUnavailableError:
-                if ahead or not self.outage_grace:
+                if ahead or force or not self.outage_grace:
                     # A proactive refresh that fails is a failure: its pause must hold. (Served
-                    # from grace it counted as a success and retried on the next hit.)
+                    # from grace it counted as a success and retried on the next hit.) A
+                    # forced exchange was asked for because the cached token would not do.
                     raise
                 # Read again: the row must still be current (not revoked meanwhile).
                 rows = await self.store.user_rows(user_id)
@@ -128,7 +144,12 @@ class TokenSource:
         return cached
 
     async def _exchange(
-        self, user_id: str, application: str, rows: UserRows, stored: str
+        self,
+        user_id: str,
+        application: str,
+        rows: UserRows,
+        stored: str,
+        challenge: Mapping[str, Any] | None = None,
     ) -> Loaded:
         microsoft: dict[str, Any] = rows.microsoft or {}
         account_id = microsoft.get("accountId")
@@ -152,7 +173,10 @@ class TokenSource:
             raise AccountNotFoundError()
         now = self.clock()
         result = await self.client_for(verified.tid).exchange(
-            assertion, self.applications[application].scope, key=(user_id, application)
+            assertion,
+            self.applications[application].scope,
+            key=(user_id, application),
+            claims=merge_claims(self.capabilities, challenge),
         )
         bound_to = fingerprint(assertion)
         generation = rows.generation(application)

@@ -1,0 +1,175 @@
+"""An Azure SDK credential backed by ``get_obo_token`` (``pip install "better-auth-obo[azure]"``).
+
+Every Azure SDK client (and the Microsoft Graph SDK) takes ``credential=``: an object
+with azure-core's ``AsyncTokenCredential.get_token`` and ``AsyncSupportsTokenInfo.
+get_token_info``. The SDK's ``AsyncBearerTokenCredentialPolicy`` keeps the token it got
+and asks again near expiry, or with ``claims`` when the service answers a CAE claims
+challenge; those claims go to a new exchange (``get_obo_token(claims=...)``).
+Microsoft.Identity.Web's ``MicrosoftIdentityTokenCredential`` is the .NET counterpart.
+
+This module is the only one that imports azure-core; the plugin never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+
+from ._verify import is_guid
+
+if TYPE_CHECKING:
+    from ._plugin import OBOPlugin
+
+__all__ = ["OBOTokenCredential", "scope_resource"]
+
+GRAPH = "https://graph.microsoft.com"
+#: Other spellings of Microsoft Graph's resource (its app id, the legacy host).
+_ALIASES = {
+    "00000003-0000-0000-c000-000000000000": GRAPH,
+    "https://graph.microsoft.com/": GRAPH,
+}
+#: OpenID Connect scopes name no resource.
+_OIDC = frozenset({"openid", "profile", "email", "offline_access"})
+
+
+def scope_resource(scope: str) -> str | None:
+    """The resource a scope belongs to, as Entra reads it; None for OpenID scopes.
+
+    ``https://graph.microsoft.com/User.Read`` and ``User.Read`` (no resource: Graph)
+    give Graph; ``api://contoso/.default`` gives ``api://contoso``;
+    ``<client id>/access_as_user`` gives the client id.
+    """
+    if scope.lower() in _OIDC:
+        return None
+    if "/" not in scope:
+        return GRAPH  # a bare permission is Microsoft Graph's (scopes-oidc.md)
+    resource = scope.rpartition("/")[0].lower()
+    if resource.endswith(":/"):  # "api://contoso": a resource named without a permission
+        resource = scope.lower()
+    elif resource.endswith("/") and not resource.endswith("//"):
+        resource = resource[:-1]  # "https://contoso.com//.default": the resource ends in /
+    return _ALIASES.get(resource, resource)
+
+
+class OBOTokenCredential:
+    """The user's OBO token for one application, as an Azure SDK async credential.
+
+    Example::
+
+        from msgraph import GraphServiceClient
+
+        credential = obo.credential(user_id=uid, application_name="graph")
+        graph = GraphServiceClient(credentials=credential, scopes=["https://graph.microsoft.com/.default"])
+        me = await graph.me.get()
+
+    ``get_obo_token``'s cache, single flight, retries and errors apply: a step-up is the
+    ``better_auth.APIError`` it raises (``sign_in_again`` turns it into a sign-in).
+    """
+
+    def __init__(self, plugin: OBOPlugin, *, user_id: str, application_name: str) -> None:
+        if not isinstance(user_id, str) or not user_id:
+            raise TypeError("user_id must be a non-empty Better Auth user id")
+        application = plugin.applications.get(application_name)
+        if application is None:
+            known = ", ".join(repr(n) for n in plugin.applications)
+            raise ValueError(
+                f"Unknown OBO application {str(application_name)[:64]!r}; "
+                f"configured applications: {known}"
+            )
+        self._plugin = plugin
+        self.user_id = user_id
+        self.application_name = application_name
+        self._scopes = application.scope
+        self._resources = {r for r in map(scope_resource, application.scope) if r is not None}
+
+    def __repr__(self) -> str:
+        return (
+            f"OBOTokenCredential(user_id={self.user_id!r}, "
+            f"application_name={self.application_name!r})"
+        )
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """azure-core's ``AsyncTokenCredential.get_token``."""
+        info = await self._token(scopes, claims, tenant_id)
+        return AccessToken(info.token, info.expires_on)
+
+    async def get_token_info(
+        self, *scopes: str, options: TokenRequestOptions | None = None
+    ) -> AccessTokenInfo:
+        """azure-core's ``AsyncSupportsTokenInfo.get_token_info``."""
+        options = options or {}
+        return await self._token(scopes, options.get("claims"), options.get("tenant_id"))
+
+    async def _token(
+        self, scopes: Iterable[str], claims: str | None, tenant_id: str | None
+    ) -> AccessTokenInfo:
+        self._check_scopes(tuple(scopes))
+        self._check_tenant(tenant_id)
+        account = await self._plugin.get_obo_token(
+            user_id=self.user_id, application_name=self.application_name, claims=claims or None
+        )
+        expires_on = int(account["accessTokenExpiresAt"].timestamp())
+        # The SDK asks again from here on; the plugin re-exchanges from about then too.
+        refresh_on = expires_on - int(self._plugin.expiry_buffer + self._plugin.refresh_ahead)
+        return AccessTokenInfo(
+            account["accessToken"],
+            expires_on,
+            token_type="Bearer",
+            refresh_on=refresh_on if refresh_on > 0 else None,
+        )
+
+    def _check_scopes(self, scopes: tuple[str, ...]) -> None:
+        if not scopes:
+            raise ValueError("get_token needs at least one scope, e.g. the resource's /.default")
+        for scope in scopes:
+            if not isinstance(scope, str):
+                raise TypeError(f"scopes must be strings, got {type(scope).__name__}")
+            resource = scope_resource(scope)
+            if resource is not None and resource not in self._resources:
+                raise ValueError(
+                    f"scope {scope[:200]!r} is not for application {self.application_name!r}, "
+                    f"whose token is for {sorted(self._resources)} (configured scopes: "
+                    f"{list(self._scopes)}); give the SDK that resource's scopes, or make "
+                    "a credential for the application that has them"
+                )
+
+    def _check_tenant(self, tenant_id: str | None) -> None:
+        # An OBO token is issued in the signed-in user's tenant; another tenant cannot be
+        # asked for on their behalf.
+        if not tenant_id:
+            return
+        configured = self._plugin.tenant
+        if (
+            configured
+            and is_guid(configured)
+            and is_guid(tenant_id)
+            and tenant_id.lower() != configured.lower()
+        ):
+            raise ValueError(
+                f"tenant_id {tenant_id[:64]!r} cannot be honoured: an On-Behalf-Of token is "
+                "issued in the signed-in user's own tenant"
+            )
+
+    async def close(self) -> None:
+        """Nothing to release: the plugin owns the connections (``OBOPlugin.aclose``)."""
+
+    async def __aenter__(self) -> OBOTokenCredential:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        await self.close()
