@@ -1,4 +1,4 @@
-"""The ``better-auth-obo`` command: ``doctor`` and ``demo``.
+"""The ``better-auth-obo`` command: ``doctor``, ``demo`` and ``emulator``.
 
 Example::
 
@@ -6,6 +6,7 @@ Example::
     better-auth-obo doctor --auth myapp.auth:auth --user-id 42 --json
     better-auth-obo demo                         # the whole flow, offline, in a few seconds
     better-auth-obo demo --serve --port 8000     # the demo app in your browser
+    better-auth-obo emulator --config entra.toml --state .entra-state.json
 
 Exit status: 0 when all is well, 1 when a check or the demo failed, 2 on a usage error.
 """
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     try:
         if args.command == "doctor":
             return _doctor(args, env)
+        if args.command == "emulator":
+            return _emulator(args)
         return _demo(args)
     except UsageError as exc:
         print(f"better-auth-obo {args.command}: {exc}", file=sys.stderr)
@@ -109,7 +112,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="port for --serve on 127.0.0.1 (default: a free one)",
     )
+    _emulator_parser(commands)
     return parser
+
+
+def _emulator_parser(commands: Any) -> None:
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the Entra ID emulator as a local server (for MSAL.js, Node, docker-compose)",
+        description="Run the Entra ID emulator until Ctrl-C or SIGTERM, printing its "
+        "authority, tenant, CA file (and how to trust it), and each app's client id and "
+        "secret and the users. Without --config: one middle-tier app allowed to call "
+        "Microsoft Graph's User.Read and two users. Exit status 2 on a bad config.",
+    )
+    try:
+        from .testing._standalone import add_arguments
+    except ImportError:  # no testing extra: the command says so when run
+        emulator.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return
+    add_arguments(emulator)
 
 
 # --- doctor -------------------------------------------------------------------------------
@@ -195,6 +216,22 @@ def _quietly(function: Any, *args: Any) -> Any:
             return function(*args)
     finally:
         logger.setLevel(level)
+
+
+# --- emulator -----------------------------------------------------------------------------
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    try:
+        from .testing._standalone import run
+    except ImportError as exc:
+        print(
+            "better-auth-obo emulator needs the testing extra: "
+            f"pip install 'better-auth-obo[testing]' ({exc})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return run(args)
 
 
 # --- demo ---------------------------------------------------------------------------------

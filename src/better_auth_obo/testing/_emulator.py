@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING
 
 from ._faults import Faults
-from ._keys import KeySet
-from ._models import App, Tenant, TokenRequest, User
+from ._keys import KeySet, SigningKey
+from ._models import App, Certificate, Tenant, TokenRequest, User
 from ._scopes import GRAPH, Resource, named_permissions, resolve_audience
 from ._server import ServerThread, build_app
 from ._state import ADMIN, Directory
 from ._tokens import Grant, TokenIssuer
 from ._wire import new_guid, opaque
+
+if TYPE_CHECKING:
+    import trustme
 
 __all__ = ["EntraEmulator"]
 
@@ -45,7 +49,17 @@ class EntraEmulator:
         auto_sign_in: bool = False,
         token_lifetime: int = 3600,
         clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        url_host: str | None = None,
+        server_ca: trustme.CA | None = None,
+        signing_keys: Sequence[SigningKey] = (),
     ) -> None:
+        """``host``/``port``/``url_host``/``server_ca``/``signing_keys`` are for the
+        standalone server (``better-auth-obo emulator``): where to listen, the name in the
+        URL, and a kept TLS CA and signing keys (oldest first) so that clients and tokens
+        from before a restart still work. The defaults suit tests: 127.0.0.1, a free
+        port, a new CA and key."""
         if token_lifetime <= 0:
             raise ValueError("token_lifetime must be positive")
         self._tls = tls
@@ -55,7 +69,8 @@ class EntraEmulator:
             clock=clock, tenant_id=tenant_id or new_guid(), domain=tenant_domain
         )
         self._directory.auto_any = auto_sign_in
-        self._keys = KeySet()
+        self._keys = KeySet(signing_keys)
+        self._listen = (host, port, url_host, server_ca)
         self.faults = Faults()
         self._server: ServerThread | None = None
         self._issuer: TokenIssuer | None = None
@@ -65,7 +80,8 @@ class EntraEmulator:
         """Bind an ephemeral port and serve; returns once the server accepts connections."""
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
-        server = ServerThread(tls=self._tls)
+        host, port, url_host, ca = self._listen
+        server = ServerThread(tls=self._tls, host=host, port=port, ca=ca, url_host=url_host)
         self._issuer = TokenIssuer(
             authority=server.url,
             keys=self._keys,
@@ -199,33 +215,48 @@ class EntraEmulator:
         """App registrations by client id."""
         return MappingProxyType(dict(self._directory.apps))
 
-    def add_tenant(self, domain: str, *, display_name: str | None = None) -> Tenant:
-        return self._directory.add_tenant(domain, display_name or domain.split(".")[0].title())
+    def add_tenant(
+        self, domain: str, *, display_name: str | None = None, tenant_id: str | None = None
+    ) -> Tenant:
+        """Another tenant; ``tenant_id`` defaults to a new GUID."""
+        return self._directory.add_tenant(
+            domain, display_name or domain.split(".")[0].title(), tenant_id=tenant_id
+        )
 
     def add_user(
-        self, display_name: str, upn: str, *, tenant: Tenant | None = None, mail: str | None = None
+        self,
+        display_name: str,
+        upn: str,
+        *,
+        tenant: Tenant | None = None,
+        mail: str | None = None,
+        oid: str | None = None,
+        given_name: str | None = None,
+        surname: str | None = None,
     ) -> User:
-        """A member user; ``given_name``/``surname`` come from the display name."""
-        given, _, surname = display_name.partition(" ")
+        """A member user; ``given_name``/``surname`` default to the display name's words,
+        ``oid`` to a new GUID."""
+        given, _, last = display_name.partition(" ")
         return self._directory.add_user(
             User(
-                oid=new_guid(),
+                oid=oid or new_guid(),
                 upn=upn,
                 display_name=display_name,
                 tenant_id=(tenant or self.tenant).tenant_id,
-                given_name=given or None,
-                surname=surname or None,
+                given_name=given_name or given or None,
+                surname=surname or last or None,
                 mail=mail or upn,
             )
         )
 
-    def invite(self, user: User, tenant: Tenant) -> User:
-        """Add ``user`` to ``tenant`` as a guest: a new object with its own ``oid``."""
+    def invite(self, user: User, tenant: Tenant, *, oid: str | None = None) -> User:
+        """Add ``user`` to ``tenant`` as a guest: a new object with its own ``oid``
+        (default: a new GUID)."""
         home_domain = tenant.domain
         upn = f"{user.upn.replace('@', '_')}#EXT#@{home_domain}"
         return self._directory.add_user(
             User(
-                oid=new_guid(),
+                oid=oid or new_guid(),
                 upn=upn,
                 display_name=user.display_name,
                 tenant_id=tenant.tenant_id,
@@ -249,21 +280,26 @@ class EntraEmulator:
         app_id_uri: str | None = None,
         tenant: Tenant | None = None,
         access_token_version: int = 2,
+        client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> App:
         """Register an app (and its service principal) with a client secret.
 
         ``scopes`` are the delegated permissions it exposes, ``roles`` its app roles;
         ``app_id_uri`` defaults to ``api://<client_id>``. With ``redirect_uris`` the
-        authorize endpoint accepts only those (else any http(s) URI).
+        authorize endpoint accepts only those (else any http(s) URI). ``client_id`` and
+        ``client_secret`` default to a new GUID and a new random secret.
         """
         if access_token_version not in (1, 2):
             raise ValueError("access_token_version must be 1 or 2")
-        client_id = new_guid()
+        if public_client and client_secret is not None:
+            raise ValueError("a public client has no client secret")
+        client_id = client_id or new_guid()
         return self._directory.add_app(
             App(
                 name=name,
                 client_id=client_id,
-                client_secret=None if public_client else opaque("emu~"),
+                client_secret=None if public_client else client_secret or opaque("emu~"),
                 app_id_uri=app_id_uri or f"api://{client_id}",
                 tenant_id=(tenant or self.tenant).tenant_id,
                 scopes=tuple(scopes),
@@ -274,6 +310,11 @@ class EntraEmulator:
                 service_principal_id=new_guid(),
             )
         )
+
+    def register_certificate(self, app: App, certificate: Certificate) -> None:
+        """Register an existing certificate on ``app`` (e.g. one from an earlier run;
+        ``app.add_certificate()`` makes a new one)."""
+        self._directory.register_certificate(app.client_id, certificate)
 
     def add_secret(self, app: App) -> str:
         """Another client secret for ``app``."""

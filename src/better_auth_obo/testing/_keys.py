@@ -10,6 +10,7 @@ import base64
 import datetime
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from ._models import Certificate
 from ._wire import b64url
 
-__all__ = ["KeySet", "SigningKey", "make_certificate"]
+__all__ = ["KeySet", "SigningKey", "load_certificate", "make_certificate"]
 
 
 def _self_signed(key: rsa.RSAPrivateKey, subject: str) -> x509.Certificate:
@@ -65,6 +66,32 @@ class SigningKey:
         )
         return cls(key, der, b64url(hashlib.sha1(der).digest()))  # noqa: S324 - x5t is SHA-1
 
+    @classmethod
+    def from_pem(cls, private_key_pem: bytes, certificate_pem: bytes) -> SigningKey:
+        """A key saved by ``to_pem`` (the standalone server's state): same ``kid``, so
+        tokens signed before a restart still verify."""
+        # The emulator wrote this key itself: skip the RSA consistency check (~30 ms a key,
+        # most of a restart) meant for keys from untrusted sources.
+        key = serialization.load_pem_private_key(
+            private_key_pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("a signing key must be an RSA private key")
+        der = x509.load_pem_x509_certificate(certificate_pem).public_bytes(
+            serialization.Encoding.DER
+        )
+        return cls(key, der, b64url(hashlib.sha1(der).digest()))  # noqa: S324 - x5t is SHA-1
+
+    def to_pem(self) -> tuple[bytes, bytes]:
+        """(private key PKCS#8 PEM, certificate PEM), for ``from_pem``."""
+        private = self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        cert = x509.load_der_x509_certificate(self.certificate_der)
+        return private, cert.public_bytes(serialization.Encoding.PEM)
+
     def jwk(self, issuer: str) -> dict[str, Any]:
         numbers = self.private_key.public_key().public_numbers()
         return {
@@ -82,10 +109,11 @@ class SigningKey:
 class KeySet:
     """The published keys; the newest signs. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: Sequence[SigningKey] = ()) -> None:
+        """``keys`` (oldest first; the last signs) are kept keys; none: a new one."""
         self._lock = threading.Lock()
-        self._keys: list[SigningKey] = [SigningKey.generate()]
-        self._initial = self._keys[0]
+        self._keys: list[SigningKey] = list(keys) or [SigningKey.generate()]
+        self._initial = tuple(self._keys)
 
     @property
     def current(self) -> SigningKey:
@@ -100,7 +128,7 @@ class KeySet:
 
     def reset(self) -> None:
         with self._lock:
-            self._keys = [self._initial]
+            self._keys = list(self._initial)
 
     def find(self, kid: str) -> SigningKey | None:
         with self._lock:
@@ -120,10 +148,23 @@ class KeySet:
 def make_certificate(subject: str) -> tuple[Certificate, Any]:
     """A new client certificate (RSA 2048, self-signed) and its public key."""
     key = _new_key()
-    cert = _self_signed(key, subject)
+    return _record(_self_signed(key, subject), key), key.public_key()
+
+
+def load_certificate(certificate_pem: str, private_key_pem: str) -> Certificate:
+    """A client certificate kept as PEM (the standalone server's state)."""
+    key = serialization.load_pem_private_key(
+        private_key_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
+    )  # written by the emulator (state file): the ~30 ms consistency check buys nothing
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("a client certificate's key must be an RSA private key")
+    return _record(x509.load_pem_x509_certificate(certificate_pem.encode()), key)
+
+
+def _record(cert: x509.Certificate, key: rsa.RSAPrivateKey) -> Certificate:
     der = cert.public_bytes(serialization.Encoding.DER)
     sha1, sha256 = hashlib.sha1(der).digest(), hashlib.sha256(der).digest()  # noqa: S324
-    record = Certificate(
+    return Certificate(
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
         private_key_pem=key.private_bytes(
             serialization.Encoding.PEM,
@@ -135,4 +176,3 @@ def make_certificate(subject: str) -> tuple[Certificate, Any]:
         x5t=b64url(sha1),
         x5t_s256=b64url(sha256),
     )
-    return record, key.public_key()

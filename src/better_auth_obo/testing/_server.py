@@ -32,6 +32,8 @@ from ._tokens import TokenIssuer
 __all__ = ["ServerThread", "build_app"]
 
 STARTUP_TIMEOUT = 10.0
+#: Addresses that mean "every interface": not a name a client can put in a URL.
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognising, not binding
 
 
 def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
@@ -67,29 +69,50 @@ def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
 
 
 class ServerThread:
-    """Binds 127.0.0.1:0 at construction (so the URL is known), serves on ``start``."""
+    """Binds (127.0.0.1:0 by default) at construction, so the URL is known; serves on
+    ``start``."""
 
-    def __init__(self, *, tls: bool) -> None:
+    def __init__(
+        self,
+        *,
+        tls: bool,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ca: trustme.CA | None = None,
+        url_host: str | None = None,
+    ) -> None:
+        """``host``/``port``: where to listen (port 0: a free one). ``ca``: a kept CA (the
+        standalone server's state) instead of a new one. ``url_host``: the name clients
+        use in the URL (default: ``host``, or 127.0.0.1 for a wildcard address)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="entra-emulator-")
         self.ca_file: str | None = None
         self._cert_file: str | None = None
         self._ca: trustme.CA | None = None
+        name = url_host or (host if host not in _WILDCARDS else "127.0.0.1")
         if tls:
-            self._ca = trustme.CA(organization_name="better-auth-obo Entra emulator")
-            leaf = self._ca.issue_cert("127.0.0.1", "localhost")
+            self._ca = ca or trustme.CA(organization_name="better-auth-obo Entra emulator")
+            leaf = self._ca.issue_cert(*dict.fromkeys(["127.0.0.1", "localhost", name]))
             self.ca_file = str(Path(self._tmp.name, "ca.pem"))
             self._cert_file = str(Path(self._tmp.name, "server.pem"))
             self._ca.cert_pem.write_to_path(self.ca_file)
             leaf.private_key_and_cert_chain_pem.write_to_path(self._cert_file)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP said explicitly: asyncio sets TCP_NODELAY only on sockets whose
         # ``proto`` is TCP (``base_events._set_nodelay``), and accepted sockets inherit the
         # listener's. With proto 0, Nagle + delayed ACK put a ~40 ms floor under every
         # request on a kept-alive connection.
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        try:
+            self._sock.bind((host, port))
+        except OSError:
+            self._sock.close()
+            self._tmp.cleanup()
+            raise
+        self.host = host
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        shown = f"[{name}]" if ":" in name else name
+        self.url = f"{'https' if tls else 'http'}://{shown}:{self.port}"
         self._server: uvicorn.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +120,7 @@ class ServerThread:
     def start(self, app: ASGIApp) -> None:
         config = uvicorn.Config(
             app,
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             ssl_certfile=self._cert_file,
             log_level="warning",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ._keys import make_certificate
@@ -97,9 +98,11 @@ class Directory:
         return self._default
 
     # -- tenants and users -------------------------------------------------------------------
-    def add_tenant(self, domain: str, display_name: str) -> Tenant:
-        tenant = Tenant(tenant_id=new_guid(), domain=domain, display_name=display_name)
+    def add_tenant(self, domain: str, display_name: str, *, tenant_id: str | None = None) -> Tenant:
+        tenant = Tenant(tenant_id=tenant_id or new_guid(), domain=domain, display_name=display_name)
         with self._lock:
+            if tenant.tenant_id in self.tenants:
+                raise ValueError(f"a tenant with id {tenant.tenant_id!r} already exists")
             self.tenants[tenant.tenant_id] = tenant
         return tenant
 
@@ -145,6 +148,14 @@ class Directory:
         with self._lock:
             self._certs[client_id].append((cert, public_key))
         return cert
+
+    def register_certificate(self, client_id: str, cert: Certificate) -> None:
+        """Register an existing certificate (kept by the standalone server's state)."""
+        public_key = x509.load_pem_x509_certificate(cert.certificate_pem.encode()).public_key()
+        if not isinstance(public_key, RSAPublicKey):
+            raise ValueError("a client certificate must hold an RSA key")
+        with self._lock:
+            self._certs[client_id].append((cert, public_key))
 
     def certificate_key(self, client_id: str, *, x5t: str | None, x5t_s256: str | None) -> Any:
         """The public key of the registered certificate with that thumbprint, or None."""
