@@ -54,6 +54,7 @@ class EntraEmulator:
         url_host: str | None = None,
         server_ca: trustme.CA | None = None,
         signing_keys: Sequence[SigningKey] = (),
+        cae_token_lifetime: int = 24 * 3600,
     ) -> None:
         """``host``/``port``/``url_host``/``server_ca``/``signing_keys`` are for the
         standalone server (``better-auth-obo emulator``): where to listen, the name in the
@@ -62,6 +63,10 @@ class EntraEmulator:
         port, a new CA and key."""
         if token_lifetime <= 0:
             raise ValueError("token_lifetime must be positive")
+        if cae_token_lifetime <= 0:
+            raise ValueError("cae_token_lifetime must be positive")
+        # Lifetime of CAE tokens (the client declared cp1); lifetime policies don't apply.
+        self._cae_token_lifetime = cae_token_lifetime
         self._tls = tls
         self._auto_any = auto_sign_in
         self._token_lifetime = token_lifetime
@@ -87,6 +92,7 @@ class EntraEmulator:
             keys=self._keys,
             directory=self._directory,
             default_lifetime=lambda: self._token_lifetime,
+            cae_lifetime=lambda: self._cae_token_lifetime,
         )
         server.start(build_app(self._issuer, self.faults))
         self._server = server
@@ -376,8 +382,18 @@ class EntraEmulator:
         )
 
     def revoke_sessions(self, user: User) -> None:
-        """Invalidate ``user``'s refresh tokens (AADSTS50173 on their next use)."""
+        """Invalidate ``user``'s refresh tokens (AADSTS50173 on their next use). Also a
+        CAE critical event (see ``cae_event``)."""
         self._directory.revoke_sessions(user.oid)
+
+    def cae_event(self, user: User) -> float:
+        """A Continuous Access Evaluation critical event for ``user`` (password reset,
+        account disabled, risk, ...), now; returns its time. The emulated Graph and APIs
+        then answer CAE tokens (``xms_cc`` cp1) issued before it with a 401 claims
+        challenge; other tokens live out their lifetime. Refresh tokens stay valid, but a
+        token request replaying the challenge (``nbf``) fails when the user's sign-in
+        predates the event (AADSTS50173): the user must sign in again."""
+        return self._directory.cae_event(user.oid)
 
     def auto_sign_in(self, user: User | None = None, *, enabled: bool = True) -> None:
         """Answer /authorize without a page: as ``user``, or (no user) as the ``login_hint``

@@ -131,6 +131,9 @@ CATALOGUE: dict[int, ErrorSpec] = {
         "Application '{client_id}'({app_name}) is requesting a token for itself. This scenario "
         "is supported only if resource is specified using the GUID based App Identifier.",
     ),
+    90100: ErrorSpec(
+        "invalid_request", "The parameter '{parameter}' is empty or not valid. {reason}"
+    ),
     240002: ErrorSpec(
         "invalid_grant",
         "Input id_token cannot be used as 'urn:ietf:params:oauth:grant-type:jwt-bearer' grant.",
@@ -238,13 +241,15 @@ class EntraError(Exception):
         *,
         error: str | None = None,
         claims: str | None = None,
+        suberror: str | None = None,
         **fields: object,
     ) -> None:
         spec = CATALOGUE[code]
         self.code = code
         self.spec = spec
         self.error = error or spec.error
-        if claims is None and spec.suberror == "basic_action":
+        self.suberror = suberror or spec.suberror
+        if claims is None and self.suberror == "basic_action":
             claims = CHALLENGE_CLAIMS
         self.claims = claims
         self.message = spec.template.format_map(_Fields(fields)).strip()
@@ -273,8 +278,8 @@ def render(
     }
     if exc.spec.error_uri:
         body["error_uri"] = f"{authority}/error?code={exc.code}"
-    if exc.spec.suberror:
-        body["suberror"] = exc.spec.suberror
+    if exc.suberror:
+        body["suberror"] = exc.suberror
     if exc.claims is not None:
         body["claims"] = exc.claims
     return body

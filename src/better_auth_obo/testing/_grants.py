@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._claims import check_claims, parse_claims
 from ._client_auth import ClientAuth
 from ._errors import EntraError
 from ._models import App, Tenant, User
@@ -120,14 +121,26 @@ def delegated_response(
     raw_scope: str,
     mfa: bool,
     nonce: str | None = None,
+    auth_time: float | None = None,
 ) -> dict[str, Any]:
-    """Check scopes and policies, then mint the access token (+ refresh, id token,
-    client_info)."""
+    """Check scopes, policies and ``claims``, then mint the access token (+ refresh, id
+    token, client_info). ``auth_time``: when the user signed in (None: just now, as for
+    a code or device code from an interactive sign-in)."""
+    claims = parse_claims(call.form)
     requested = call.scopes(raw_scope, tenant)
     resource = requested.resource or GRAPH
     permissions = delegated_permissions(call, requested, user, tenant)
     check_user_policies(call, user, resource.client_id, mfa=mfa)
     issuer, directory = call.issuer, call.issuer.directory
+    signed_in = issuer.clock() if auth_time is None else auth_time
+    check_claims(
+        claims,
+        directory=directory,
+        user_oid=user.oid,
+        auth_time=signed_in,
+        mfa=mfa,
+        resource=resource.client_id,
+    )
     grant = Grant(
         client=call.app,
         resource=resource,
@@ -137,6 +150,8 @@ def delegated_response(
         azpacr=call.auth.azpacr,
         mfa=mfa,
         by_uri=requested.by_uri,
+        cae=claims.cae,
+        acrs=claims.acrs if mfa else (),
     )
     token, lifetime = issuer.access_token(grant)
     body: dict[str, Any] = {
@@ -157,6 +172,7 @@ def delegated_response(
                 expires_at=now + REFRESH_TOKEN_LIFETIME,
                 mfa=mfa,
                 scope=raw_scope,
+                auth_time=signed_in,
             )
         )
     if "openid" in requested.oidc:
@@ -210,16 +226,28 @@ def refresh_token(call: TokenCall) -> tuple[dict[str, Any], str]:
     if grant.expires_at <= call.issuer.clock():
         raise EntraError(70008)
     raw = call.form.get("scope") or grant.scope
-    return stored_user_response(call, grant.user_oid, grant.tenant_id, raw, grant.mfa, None)
+    signed_in = grant.issued_at if grant.auth_time is None else grant.auth_time
+    return stored_user_response(
+        call, grant.user_oid, grant.tenant_id, raw, grant.mfa, None, auth_time=signed_in
+    )
 
 
 def stored_user_response(
-    call: TokenCall, oid: str, tenant_id: str, raw: str, mfa: bool, nonce: str | None
+    call: TokenCall,
+    oid: str,
+    tenant_id: str,
+    raw: str,
+    mfa: bool,
+    nonce: str | None,
+    *,
+    auth_time: float | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The response for a code's or refresh token's user, in its tenant."""
     user = call.issuer.directory.users[oid]
     tenant = call.issuer.directory.tenants[tenant_id]
-    body = delegated_response(call, user=user, tenant=tenant, raw_scope=raw, mfa=mfa, nonce=nonce)
+    body = delegated_response(
+        call, user=user, tenant=tenant, raw_scope=raw, mfa=mfa, nonce=nonce, auth_time=auth_time
+    )
     return body, user.oid
 
 

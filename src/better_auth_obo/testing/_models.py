@@ -126,3 +126,4 @@ class TokenRequest:
     error_code: int | None
     correlation_id: str
     fault: str | None = None
+    claims: str | None = None  # a well-formed ``claims`` parameter, as sent

@@ -6,7 +6,8 @@ or v1 ``https://sts.windows.net/{tid}/``), lifetime (500133), id token (240002),
 audience = the calling app's client id or App ID URI (500131; a v1 assertion carries
 whichever the user's client named the API by), a user
 principal, the user's presence in the tenant (50020), then the scopes (500011 /
-700022 / 70011), consent (65001) and Conditional Access (53003, 50076/50079).
+700022 / 70011), consent (65001), Conditional Access (53003, 50076/50079), then the
+``claims`` request (90100, 50173, 50076: ``_claims.py``).
 
 Tenant: on ``/common`` and ``/organizations`` the request is served in the user's
 *home* tenant, as Microsoft's MSAL maintainers describe (a guest's token is for the
@@ -20,7 +21,7 @@ from typing import Any
 from ._errors import EntraError
 from ._grants import TokenCall, delegated_response
 from ._models import Tenant, User
-from ._tokens import BadToken, performed_mfa
+from ._tokens import BadToken, issued_instant, performed_mfa
 from ._wire import iso_timestamp
 
 __all__ = ["on_behalf_of"]
@@ -94,5 +95,8 @@ def on_behalf_of(call: TokenCall) -> tuple[dict[str, Any], str]:
     if tenant.tenant_id != call.app.tenant_id and not call.app.multi_tenant:
         raise EntraError(700016, client_id=call.app.client_id, tenant=tenant.tenant_id)
     mfa = performed_mfa(claims)
-    body = delegated_response(call, user=user, tenant=tenant, raw_scope=raw, mfa=mfa)
+    # The assertion's issue instant stands for the user's sign-in (CAE ``nbf`` checks).
+    body = delegated_response(
+        call, user=user, tenant=tenant, raw_scope=raw, mfa=mfa, auth_time=issued_instant(claims)
+    )
     return body, user.oid

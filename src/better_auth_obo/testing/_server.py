@@ -24,7 +24,7 @@ from ._authorize import authorize, authorize_v1
 from ._device import device_login, devicecode
 from ._discovery import error_page, instance_discovery, jwks, openid_configuration
 from ._faults import Faults
-from ._graph import downstream_whoami, graph_me, graph_userinfo
+from ._graph import downstream_whoami, graph_me, graph_user_by_id, graph_userinfo
 from ._logout import logout
 from ._token_endpoint import token_endpoint, token_endpoint_v1
 from ._tokens import TokenIssuer
@@ -41,6 +41,7 @@ def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
         Route("/error", error_page),
         Route("/common/discovery/instance", instance_discovery),
         Route("/graph/v1.0/me", graph_me),
+        Route("/graph/v1.0/users/{user_id}", graph_user_by_id),
         Route("/graph/oidc/userinfo", graph_userinfo),
         Route("/api/{client_id}/whoami", downstream_whoami),
         Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration),

@@ -47,6 +47,7 @@ class RefreshGrant:
     expires_at: float
     mfa: bool
     scope: str
+    auth_time: float | None = None  # the sign-in behind it (CAE ``nbf``); None: issued_at
 
 
 @dataclass(slots=True, kw_only=True)
@@ -84,6 +85,7 @@ class Directory:
             self._blocked: list[tuple[str | None, str | None]] = []
             self._lifetimes: dict[str | None, int] = {}
             self._revoked_before: dict[str, float] = {}
+            self._cae_events: dict[str, float] = {}  # user oid -> last critical event
             self._codes: dict[str, CodeGrant] = {}
             self._redeemed: set[str] = set()
             self._refresh: dict[str, RefreshGrant] = {}
@@ -250,7 +252,17 @@ class Directory:
 
     def revoke_sessions(self, user: str) -> None:
         with self._lock:
-            self._revoked_before[user] = self.clock()
+            self._revoked_before[user] = self._cae_events[user] = self.clock()
+
+    def cae_event(self, user: str) -> float:
+        """Record a CAE critical event for ``user`` now; returns its instant."""
+        with self._lock:
+            self._cae_events[user] = now = self.clock()
+        return now
+
+    def cae_event_time(self, user: str) -> float | None:
+        with self._lock:
+            return self._cae_events.get(user)
 
     # -- codes and refresh tokens -------------------------------------------------------------
     def issue_device_code(self, grant: DeviceGrant) -> str:

@@ -18,6 +18,7 @@ import jwt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ._claims import logged_claims
 from ._client_auth import authenticate, basic_credentials
 from ._device import device_code_grant
 from ._errors import EntraError, render
@@ -251,6 +252,7 @@ async def _serve(request: Request, form: dict[str, str]) -> Response:
             error_code=error_code,
             correlation_id=correlation_id,
             fault=fault.kind if fault else None,
+            claims=logged_claims(form),
         )
     )
     return response

@@ -16,8 +16,12 @@ its own session data). ID tokens are always v2.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +31,14 @@ from ._keys import KeySet
 from ._models import App, User
 from ._scopes import Resource
 from ._state import Directory
-from ._wire import GRAPH_APP_ID, V1_ISSUER_HOST, b64url_json, opaque, pairwise_sub
+from ._wire import GRAPH_APP_ID, V1_ISSUER_HOST, b64url, b64url_json, opaque, pairwise_sub
 
-__all__ = ["BadToken", "Grant", "TokenIssuer", "performed_mfa"]
+__all__ = ["BadToken", "Grant", "TokenIssuer", "issued_instant", "performed_mfa"]
 
 ID_TOKEN_LIFETIME = 3600
+#: Default lifetime of CAE tokens: "long-lived, up to 28 hours"
+#: (concept-continuous-access-evaluation.md, "Token lifetime").
+CAE_TOKEN_LIFETIME = 24 * 3600
 
 
 _AIO_MFA, _AIO_PASSWORD = "AWQAm/8", "AVQAq/8"
@@ -47,6 +54,27 @@ def performed_mfa(claims: dict[str, Any]) -> bool:
     if "mfa" in (claims.get("amr") or []):
         return True
     return str(claims.get("aio", "")).startswith(_AIO_MFA)
+
+
+def _uti(instant: float) -> str:
+    """An opaque 22-character ``uti`` that also carries the exact issue instant (JWT
+    times are whole seconds; CAE needs to order a token and an event within one)."""
+    return b64url(struct.pack(">d", instant) + os.urandom(8))
+
+
+def issued_instant(claims: Mapping[str, Any]) -> float:
+    """When a token this emulator minted was issued, to the microsecond (from its
+    ``uti``); ``iat`` for any other token."""
+    iat = float(claims.get("iat", 0))
+    try:
+        raw = base64.urlsafe_b64decode(str(claims.get("uti", "")) + "==")
+    except (binascii.Error, ValueError):
+        return iat
+    if len(raw) != 16:
+        return iat
+    (instant,) = struct.unpack(">d", raw[:8])
+    # A forged or foreign uti cannot move the token out of its own second.
+    return instant if iat <= instant < iat + 1 else iat
 
 
 def guest_idp(user: User, tenant_id: str) -> dict[str, str]:
@@ -79,6 +107,8 @@ class Grant:
     azpacr: str
     mfa: bool = False
     by_uri: bool = False  # the scope named the resource by App ID URI (v1 ``aud``)
+    cae: bool = False  # the client declared cp1: ``xms_cc`` and the CAE lifetime
+    acrs: tuple[str, ...] = ()  # satisfied authentication contexts
 
 
 class TokenIssuer:
@@ -91,11 +121,13 @@ class TokenIssuer:
         keys: KeySet,
         directory: Directory,
         default_lifetime: Callable[[], int],
+        cae_lifetime: Callable[[], int] = lambda: CAE_TOKEN_LIFETIME,
     ) -> None:
         self.authority = authority
         self.keys = keys
         self.directory = directory
         self._default_lifetime = default_lifetime
+        self._cae_lifetime = cae_lifetime
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -115,7 +147,10 @@ class TokenIssuer:
             return f"{self.authority}/{tenant_id}/v2.0"
         return f"{V1_ISSUER_HOST}/{tenant_id}/"
 
-    def lifetime(self, resource: Resource) -> int:
+    def lifetime(self, resource: Resource, *, cae: bool = False) -> int:
+        # CAE sessions ignore token lifetime policies (concept-continuous-access-evaluation.md).
+        if cae:
+            return self._cae_lifetime()
         return self.directory.lifetime(resource.client_id, self._default_lifetime())
 
     # -- minting -----------------------------------------------------------------------------
@@ -123,8 +158,9 @@ class TokenIssuer:
         self, grant: Grant, *, lifetime: int | None = None, issued_at: float | None = None
     ) -> tuple[str, int]:
         """The signed access token and its lifetime in seconds."""
-        seconds = self.lifetime(grant.resource) if lifetime is None else lifetime
-        now = int(self.clock() if issued_at is None else issued_at)
+        seconds = self.lifetime(grant.resource, cae=grant.cae) if lifetime is None else lifetime
+        instant = self.clock() if issued_at is None else issued_at
+        now = int(instant)
         version = grant.resource.version
         claims: dict[str, Any] = {
             "aud": grant.resource.audience(by_uri=grant.by_uri),
@@ -133,9 +169,13 @@ class TokenIssuer:
             "nbf": now,
             "exp": now + seconds,
             "tid": grant.tenant_id,
-            "uti": opaque()[:22],
+            "uti": _uti(instant),
             "ver": f"{version}.0",
         }
+        if grant.cae:
+            claims["xms_cc"] = ["cp1"]
+        if grant.acrs:
+            claims["acrs"] = list(grant.acrs)
         if version == 2:
             claims |= {"azp": grant.client.client_id, "azpacr": grant.azpacr}
         else:
