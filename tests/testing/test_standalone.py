@@ -27,7 +27,10 @@ from azure.identity import ClientSecretCredential, OnBehalfOfCredential
 from entra_helpers import GRAPH_USER_READ, claims
 from tests._leaks import register
 
+from better_auth_obo.testing import EntraEmulator
 from better_auth_obo.testing.__main__ import main as module_main
+from better_auth_obo.testing._config import complete, load_config
+from better_auth_obo.testing._standalone import _new_certificate, _populate
 
 TENANT = "5d1a7c2e-0b7a-4c55-9a1e-3f2b8c6d4e10"
 API = "2f6c0b9e-8d3a-4e1f-9c7b-6a5d4e3f2a10"
@@ -358,3 +361,16 @@ def test_a_foreign_state_file_is_refused(
     assert module_main(["--port", "0", "--state", str(state)]) == 2
     assert "unknown key 'something'" in capsys.readouterr().err
     assert os.path.getsize(state) == len('{"something": "else"}')  # left alone
+
+
+def test_the_documented_config_example_is_valid(tmp_path: Path) -> None:
+    """docs/testing.md's TOML example (every key) loads and builds a world."""
+    docs = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
+    section = docs.split("### The config file", 1)[1]
+    toml = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.toml").write_text(toml)
+    world = complete(load_config(tmp_path / "example.toml"), _new_certificate)
+    with EntraEmulator() as entra:
+        _populate(entra, world, "docs")
+        assert {a.name for a in entra.apps.values()} == {"middle-tier"}
+        assert sum(u.is_guest for u in entra.users.values()) == 1
