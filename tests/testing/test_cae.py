@@ -127,7 +127,8 @@ def test_downstream_api_is_a_cae_resource_too(
 ) -> None:
     whoami = f"{entra.api_url(trio.downstream)}/whoami"
     token = _token(entra, http, trio, scope=trio.downstream.scope("Files.Read"))
-    assert _get(http, whoami, token).json()["oid"] == trio.user.oid
+    seen = _get(http, whoami, token).json()
+    assert (seen["oid"], seen["xms_cc"]) == (trio.user.oid, ["cp1"])
 
     entra.cae_event(trio.user)
     response = _get(http, whoami, token)

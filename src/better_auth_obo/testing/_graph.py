@@ -283,5 +283,7 @@ async def downstream_whoami(request: Request) -> Response:
         "scp",
         "roles",
         "idtyp",
+        "xms_cc",
+        "acrs",
     )
     return JSONResponse({k: claims[k] for k in keys if k in claims})
