@@ -65,6 +65,15 @@ def microsoft(entra: EntraEmulator, api: App, **overrides: Any) -> dict[str, Any
 
 @pytest.fixture
 async def world(entra: EntraEmulator, make_auth: MakeAuth) -> AsyncIterator[World]:
+    async with built_world(entra, make_auth) as built:
+        yield built
+
+
+@asynccontextmanager
+async def built_world(
+    entra: EntraEmulator, make_auth: MakeAuth, **plugin_options: Any
+) -> AsyncIterator[World]:
+    """The ``world`` fixture's world, with options for its plugin."""
     api = entra.register_app("middle-tier", scopes=["access_as_user"])
     downstream = entra.register_app("downstream", scopes=["Files.Read"])
     entra.grant_consent(api, GRAPH_USER_READ, downstream.scope("Files.Read"))
@@ -75,7 +84,8 @@ async def world(entra: EntraEmulator, make_auth: MakeAuth) -> AsyncIterator[Worl
         applications={
             "graph": {"scope": [GRAPH_USER_READ]},
             "files": {"scope": [downstream.scope("Files.Read")]},
-        }
+        },
+        **plugin_options,
     )
     outbound = httpx.AsyncClient(verify=entra.ssl_context(), timeout=10)
     auth = await make_auth(
