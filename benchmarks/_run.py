@@ -14,6 +14,7 @@ import time
 import warnings
 
 from ._cold import cold_run, stampede
+from ._downstream import downstream_hits
 from ._emulated import emulated_cold_run
 from ._emulator_speed import emulator_speed
 from ._hit import dict_lookup, hit_path
@@ -79,6 +80,26 @@ async def run(quick: bool) -> list[Row]:
             f"p50 ×{worst / best:.1f}",
             "≤ 10 µs at every size",
             _mark(worst <= 10),
+        )
+    )
+    downstream = await downstream_hits()
+    extra = downstream.credential.p50 - downstream.direct.p50
+    rows.append(
+        (
+            "hit via obo.credential().get_token (Azure SDK credential), 1,000 users",
+            _us(downstream.credential),
+            f"+{extra:.2f} µs over get_obo_token's {downstream.direct.p50:.2f} µs (target ≤ 2)",
+            _mark(extra <= 2),
+        )
+    )
+    over = downstream.http_auth.p50 - downstream.direct.p50 - downstream.httpx_floor.p50
+    rows.append(
+        (
+            "hit via obo.http_auth() flow (httpx.Auth), 1,000 users",
+            _us(downstream.http_auth),
+            f"+{over:.2f} µs over get_obo_token + httpx's own floor "
+            f"({downstream.httpx_floor.p50:.2f} µs for a constant-header auth; target ≤ 2)",
+            _mark(over <= 2),
         )
     )
     ideal = dict_lookup(scale)

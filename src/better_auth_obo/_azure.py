@@ -12,7 +12,6 @@ This module is the only one that imports azure-core; the plugin never does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +83,10 @@ class OBOTokenCredential:
         self.application_name = application_name
         self._scopes = application.scope
         self._resources = {r for r in map(scope_resource, application.scope) if r is not None}
+        self._checked: set[tuple[str, ...]] = set()  # scope lists already found good
+        self._last_info: AccessTokenInfo | None = None
+        self._last_token: AccessTokenInfo | None = None
+        self._last_access = AccessToken("", 0)
 
     def __repr__(self) -> str:
         return (
@@ -101,32 +104,53 @@ class OBOTokenCredential:
     ) -> AccessToken:
         """azure-core's ``AsyncTokenCredential.get_token``."""
         info = await self._token(scopes, claims, tenant_id)
-        return AccessToken(info.token, info.expires_on)
+        if self._last_token is not info:  # one AccessToken per token: no rebuild per hit
+            self._last_token, self._last_access = info, AccessToken(info.token, info.expires_on)
+        return self._last_access
 
     async def get_token_info(
         self, *scopes: str, options: TokenRequestOptions | None = None
     ) -> AccessTokenInfo:
         """azure-core's ``AsyncSupportsTokenInfo.get_token_info``."""
-        options = options or {}
+        if not options:
+            return await self._token(scopes, None, None)
         return await self._token(scopes, options.get("claims"), options.get("tenant_id"))
 
     async def _token(
-        self, scopes: Iterable[str], claims: str | None, tenant_id: str | None
+        self, scopes: tuple[str, ...], claims: str | None, tenant_id: str | None
     ) -> AccessTokenInfo:
-        self._check_scopes(tuple(scopes))
-        self._check_tenant(tenant_id)
-        account = await self._plugin.get_obo_token(
-            user_id=self.user_id, application_name=self.application_name, claims=claims or None
-        )
+        try:
+            known = scopes in self._checked
+        except TypeError:  # an unhashable scope: _check_scopes says what is wrong
+            known = False
+        if not known:
+            self._check_scopes(scopes)
+            if len(self._checked) < 64:  # an SDK asks with one or two scope lists
+                self._checked.add(scopes)
+        if tenant_id:
+            self._check_tenant(tenant_id)
+        if claims:
+            account = await self._plugin.get_obo_token(
+                user_id=self.user_id, application_name=self.application_name, claims=claims
+            )
+        else:  # the token in memory is read, not copied; a miss goes through get_obo_token
+            account = self._plugin._hit(self.user_id, self.application_name) or (
+                await self._plugin.get_obo_token(
+                    user_id=self.user_id, application_name=self.application_name
+                )
+            )
+        if self._last_info is not None and self._last_info.token is account["accessToken"]:
+            return self._last_info  # the same token as last time: same answer, not rebuilt
         expires_on = int(account["accessTokenExpiresAt"].timestamp())
         # The SDK asks again from here on; the plugin re-exchanges from about then too.
         refresh_on = expires_on - int(self._plugin.expiry_buffer + self._plugin.refresh_ahead)
-        return AccessTokenInfo(
+        self._last_info = AccessTokenInfo(
             account["accessToken"],
             expires_on,
             token_type="Bearer",
             refresh_on=refresh_on if refresh_on > 0 else None,
         )
+        return self._last_info
 
     def _check_scopes(self, scopes: tuple[str, ...]) -> None:
         if not scopes:

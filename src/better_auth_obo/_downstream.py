@@ -63,8 +63,12 @@ class OBOAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._plugin.get_obo_token(
-            user_id=self.user_id, application_name=self.application_name
+        # The token in memory is read, not copied (only its value is used); a miss goes
+        # through get_obo_token.
+        token = self._plugin._hit(self.user_id, self.application_name) or (
+            await self._plugin.get_obo_token(
+                user_id=self.user_id, application_name=self.application_name
+            )
         )
         request.headers["Authorization"] = "Bearer " + token["accessToken"]
         response = yield request

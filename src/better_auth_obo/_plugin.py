@@ -278,17 +278,12 @@ class OBOPlugin(Plugin):
         if claims is not None or force_refresh:
             return await self._forced_token(user_id, application_name, claims)
         try:
-            hit = self._l1.lookup(user_id, application_name)
+            hit = self._hit(user_id, application_name)
         except TypeError:  # an unhashable argument: say which
             _check_arguments(user_id, application_name)
             raise
         if hit is not None:
-            self._telemetry.hits[application_name] += 1
-            if hit[1]:  # about to enter the buffer: re-exchange once, in the background
-                key = (user_id, application_name)
-                generation = self._l1.generation(user_id, application_name)
-                self._background.start(key, partial(self._refresh_ahead, generation=generation))
-            return hit[0].copy()
+            return hit.copy()
         _check_arguments(user_id, application_name)
         if application_name not in self.applications:
             raise _api_error(self._unknown_application(application_name))
@@ -342,6 +337,19 @@ class OBOPlugin(Plugin):
                 'obo.credential() needs azure-core: pip install "better-auth-obo[azure]"'
             ) from exc
         return OBOTokenCredential(self, user_id=user_id, application_name=application_name)
+
+    def _hit(self, user_id: str, application_name: str) -> OBOAccount | None:
+        """The token in memory (not a copy: callers copy or read it), or None. A token about
+        to enter the buffer is re-exchanged once, in the background."""
+        hit = self._l1.lookup(user_id, application_name)
+        if hit is None:
+            return None
+        self._telemetry.hits[application_name] += 1
+        if hit[1]:
+            key = (user_id, application_name)
+            generation = self._l1.generation(user_id, application_name)
+            self._background.start(key, partial(self._refresh_ahead, generation=generation))
+        return hit[0]
 
     async def _forced_token(
         self, user_id: str, application_name: str, claims: str | Mapping[str, Any] | None
