@@ -100,11 +100,10 @@ async def close(auth: BetterAuth) -> None:
 async def call_downstream(
     auth: BetterAuth, obo: OBOPlugin, config: ExampleConfig, user_id: str
 ) -> dict[str, Any]:
-    """Get an OBO token for the user (cached, else exchanged) and call the API with it."""
-    account = await obo.get_obo_token(user_id=user_id, application_name="tasks")
-    response = await auth.http.get(
-        config.api_url, headers={"authorization": f"Bearer {account['accessToken']}"}
-    )
+    """Call the API as the user: ``http_auth`` attaches the OBO token (cached, else
+    exchanged) and answers a CAE claims challenge from the API with one new exchange."""
+    as_user = obo.http_auth(user_id=user_id, application_name="tasks")
+    response = await auth.http.get(config.api_url, auth=as_user)
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body
