@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -374,3 +375,24 @@ def test_the_documented_config_example_is_valid(tmp_path: Path) -> None:
         _populate(entra, world, "docs")
         assert {a.name for a in entra.apps.values()} == {"middle-tier"}
         assert sum(u.is_guest for u in entra.users.values()) == 1
+
+
+def test_a_busy_port_exits_1_saying_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert module_main(["--port", str(port)]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_reprs_of_the_world_show_no_secret_or_key(tmp_path: Path) -> None:
+    (tmp_path / "entra.toml").write_text(CONFIG)
+    world = complete(load_config(tmp_path / "entra.toml"), _new_certificate)
+    secrets = [a.client_secret for a in world.apps]
+    secrets += [c.private_key_pem for a in world.apps for c in a.certificate_pems]
+    assert all(secrets)
+    text = repr(world)
+    assert "PRIVATE KEY" not in text
+    for secret in secrets:
+        assert secret not in text

@@ -233,7 +233,7 @@ def _run(args: argparse.Namespace, files: Path, stop: threading.Event) -> int:
     try:
         source = args.config or args.state or "the default world"
         _populate(entra, world, source)
-        entra.start()
+        _start(entra, args.host, port, kept_port=bool(kept and kept.port == port))
         prefix = f"{state.stem}-" if state else ""
         summary = _summary(entra, world, files, prefix, state)
         if state is not None:
@@ -247,6 +247,19 @@ def _run(args: argparse.Namespace, files: Path, stop: threading.Event) -> int:
         entra.stop()
     print("Entra ID emulator stopped.", flush=True)
     return EXIT_OK
+
+
+def _start(entra: EntraEmulator, host: str, port: int, *, kept_port: bool) -> None:
+    try:
+        entra.start()
+    except OSError as exc:
+        hint = (
+            " (the port kept in the state file: pass --port N for another one; the "
+            "authority and the issuer of new tokens change with it)"
+            if kept_port
+            else ""
+        )
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
 def _new_certificate(app_name: str) -> CertPem:
@@ -302,20 +315,17 @@ def _emulator(
 ) -> EntraEmulator:
     from ._emulator import EntraEmulator
 
-    try:
-        return EntraEmulator(
-            tls=not args.no_tls,
-            tenant_id=world.tenant.id,
-            tenant_domain=world.tenant.domain,
-            token_lifetime=world.policies.token_lifetime,
-            host=args.host,
-            port=port,
-            url_host=args.url_host,
-            server_ca=ca,
-            signing_keys=keys,
-        )
-    except OSError as exc:
-        raise OSError(f"cannot listen on {args.host}:{port} ({exc.strerror or exc})") from None
+    return EntraEmulator(
+        tls=not args.no_tls,
+        tenant_id=world.tenant.id,
+        tenant_domain=world.tenant.domain,
+        token_lifetime=world.policies.token_lifetime,
+        host=args.host,
+        port=port,
+        url_host=args.url_host,
+        server_ca=ca,
+        signing_keys=keys,
+    )
 
 
 def _port_of(entra: EntraEmulator) -> int:
