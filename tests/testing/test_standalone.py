@@ -30,7 +30,17 @@ from tests._leaks import register
 
 from better_auth_obo.testing import EntraEmulator
 from better_auth_obo.testing.__main__ import main as module_main
-from better_auth_obo.testing._config import complete, load_config
+from better_auth_obo.testing._config import (
+    DEFAULT_WORLD,
+    AppDecl,
+    ConsentDecl,
+    TenantDecl,
+    UserDecl,
+    World,
+    complete,
+    load_config,
+    merge,
+)
 from better_auth_obo.testing._standalone import _new_certificate, _populate
 
 TENANT = "5d1a7c2e-0b7a-4c55-9a1e-3f2b8c6d4e10"
@@ -225,7 +235,9 @@ def test_serves_real_clients_and_keeps_its_world_across_a_restart(
     try:
         for key in ("authority", "tenant_id", "ca_file", "issuer"):
             assert second.summary[key] == first.summary[key]
-        assert second.app == first.app  # same client id, secret, certificate file
+        # same generated client ids, secrets, certificates, oids
+        assert second.summary["apps"] == first.summary["apps"]
+        assert second.summary["users"] == first.summary["users"]
         assert _verify(assertion, second, session)["tid"] == TENANT  # same keys, same CA
         _obo_and_client_credentials(second, session, assertion)
     finally:
@@ -289,10 +301,15 @@ def test_cli_subcommand_serves_the_default_world(tmp_path: Path, session: reques
     assert not Path(summary["ca_file"]).exists()  # no --state: temporary files go
 
 
-def test_listening_beyond_loopback_warns(tmp_path: Path) -> None:
-    running = start(tmp_path, "--host", "0.0.0.0")
-    assert running.summary["authority"].startswith("https://127.0.0.1:")
-    _, err = running.stop()
+def test_listening_beyond_loopback_warns(tmp_path: Path, session: requests.Session) -> None:
+    running = start(tmp_path, "--host", "0.0.0.0", "--url-host", "localhost")
+    try:
+        summary = running.summary
+        assert summary["authority"].startswith("https://localhost:")  # the name clients use
+        session.verify = summary["ca_file"]  # the certificate names it too
+        assert session.get(summary["discovery_url"]).json()["issuer"] == summary["issuer"]
+    finally:
+        _, err = running.stop()
     assert "warning: listening on 0.0.0.0" in err
 
 
@@ -396,3 +413,35 @@ def test_reprs_of_the_world_show_no_secret_or_key(tmp_path: Path) -> None:
     assert "PRIVATE KEY" not in text
     for secret in secrets:
         assert secret not in text
+
+
+def test_config_and_state_merge() -> None:
+    """The state fills in what it generated for objects the config names again (an
+    explicit config value wins); objects only the state knows stay; consents come from
+    the config."""
+    kept = complete(
+        World(
+            tenant=TenantDecl(domain="contoso.onmicrosoft.com"),
+            apps=(AppDecl(name="api"), AppDecl(name="old")),
+            users=(UserDecl(display_name="Ada", upn="ada@contoso.onmicrosoft.com"),),
+            consents=(ConsentDecl(app="api", scopes=(GRAPH_USER_READ,)),),
+        ),
+        _new_certificate,
+    )
+    declared = World(
+        tenant=TenantDecl(domain="contoso.onmicrosoft.com"),
+        apps=(AppDecl(name="api", client_secret="explicit-secret-wins"), AppDecl(name="new")),
+        users=(UserDecl(display_name="Ada L.", upn="ADA@contoso.onmicrosoft.com"),),
+    )
+    merged = complete(merge(declared, kept), _new_certificate)
+
+    api, new, old = merged.apps
+    assert merged.tenant.id == kept.tenant.id
+    assert (api.client_id, api.client_secret) == (kept.apps[0].client_id, "explicit-secret-wins")
+    assert new.client_id not in {a.client_id for a in kept.apps}
+    assert old == kept.apps[1]
+    assert merged.users[0].oid == kept.users[0].oid  # UPNs compare case-insensitively
+    assert merged.users[0].display_name == "Ada L."
+    assert merged.consents == ()
+    assert merge(None, kept) is kept
+    assert merge(None, None) is DEFAULT_WORLD
