@@ -17,6 +17,7 @@ from better_auth_obo._cli import main
         ([], ["doctor", "demo"]),
         (["doctor"], ["--auth", "--user-id", "--json", "AZURE_CLIENT_ID", "OBO_APPLICATIONS"]),
         (["demo"], ["--serve", "--port"]),
+        (["emulator"], ["--config", "--state", "--port", "--host", "--no-tls", "7443"]),
     ],
 )
 def test_help_on_every_command(
