@@ -61,6 +61,8 @@ async def test_get_token_and_get_token_info_serve_the_cached_obo_token(world: Wo
     assert isinstance(info, AccessTokenInfo)
     assert info.token == token.token and info.token_type == "Bearer"
     assert info.refresh_on is not None and time.time() < info.refresh_on < info.expires_on
+    # The SDK asks again within the revalidation bound, so a revoke reaches it.
+    assert info.refresh_on <= time.time() + world.plugin.cache_revalidate_after + 1
     assert world.exchanges() == 1
 
 

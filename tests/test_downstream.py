@@ -127,6 +127,9 @@ async def test_client_capabilities_ride_on_every_exchange(
         ('{"a":' * 20_000 + "1" + "}" * 20_000, "longer than"),
         (b'{"access_token":{}}', "JSON string or a dict"),
         ({"access_token": {1, 2}}, "JSON-serialisable"),
+        ('{"access_token":{"nbf":{"value":NaN}}}', "not valid JSON"),
+        ({"access_token": {"nbf": {"value": float("nan")}}}, "JSON-serialisable"),
+        ('{"a":' * 40 + "1" + "}" * 40, "not valid JSON"),
     ],
 )
 async def test_bad_claims_are_refused_before_any_request(
@@ -218,7 +221,7 @@ async def test_http_auth_sends_the_token_and_answers_a_claims_challenge_once(
 
     auth = world.plugin.http_auth(user_id=user_id, application_name="graph")
     async with httpx.AsyncClient(auth=auth, transport=_api(api)) as client:
-        response = await client.post("https://api.example/items", json={"n": 1})
+        response = await client.post("https://graph.microsoft.com/v1.0/items", json={"n": 1})
     assert response.status_code == 200
     assert len(seen) == 2
     assert seen[0][0] != seen[1][0] and seen[1][0].startswith("Bearer ey")
@@ -241,8 +244,8 @@ async def test_http_auth_does_not_loop_on_a_second_challenge_or_a_plain_401(
 
     auth = world.plugin.http_auth(user_id=user_id, application_name="graph")
     async with httpx.AsyncClient(auth=auth, transport=_api(always)) as client:
-        assert (await client.get("https://api.example/challenge")).status_code == 401
-        assert (await client.get("https://api.example/plain")).status_code == 401
+        assert (await client.get("https://graph.microsoft.com/challenge")).status_code == 401
+        assert (await client.get("https://graph.microsoft.com/plain")).status_code == 401
     assert calls == ["/challenge", "/challenge", "/plain"]
 
 
@@ -258,7 +261,7 @@ async def test_http_auth_raises_the_step_up_error_when_the_user_is_needed(world:
     auth = world.plugin.http_auth(user_id=user_id, application_name="graph")
     async with httpx.AsyncClient(auth=auth, transport=_api(api)) as client:
         with pytest.raises(APIError) as info:
-            await client.get("https://api.example/me")
+            await client.get("https://graph.microsoft.com/v1.0/me")
     assert (info.value.extra or {}).get("reason") == "interaction_required"
 
 
@@ -272,4 +275,88 @@ def test_http_auth_is_async_only_and_checks_its_arguments() -> None:
         httpx.Client(auth=auth, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c,
         pytest.raises(RuntimeError, match=r"use it with httpx\.AsyncClient"),
     ):
-        c.get("https://api.example/")
+        c.get("https://graph.microsoft.com/")
+
+
+async def test_force_refresh_must_be_a_bool(world: World) -> None:
+    with pytest.raises(TypeError, match="force_refresh"):
+        await world.plugin.get_obo_token(
+            user_id="u",
+            application_name="graph",
+            force_refresh="no",  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.timeout(10)
+def test_a_hostile_header_is_read_in_linear_time() -> None:
+    # Quadratic matching took ~55 s on 64 KB of letters; linear takes milliseconds.
+    for header in ("Bearer " + "a" * 32_000, "Bearer " + "a=" * 16_000, 'Bearer a="' * 3_000):
+        assert challenge_claims(header) is None
+
+
+async def test_http_auth_sends_the_token_over_https_to_the_resources_host_only(
+    world: World,
+) -> None:
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200)
+
+    user_id = await sign_in(world)
+    auth = world.plugin.http_auth(user_id=user_id, application_name="graph")
+    async with httpx.AsyncClient(auth=auth, transport=_api(api)) as client:
+        with pytest.raises(ValueError, match="https only"):
+            await client.get("http://graph.microsoft.com/v1.0/me")
+        with pytest.raises(ValueError, match="allowed_hosts"):
+            await client.get("https://attacker.example/collect")
+        assert (await client.get("https://graph.microsoft.com/v1.0/me")).status_code == 200
+    assert seen == ["https://graph.microsoft.com/v1.0/me"]
+    # Widened on purpose; an api:// application names no host, so any https host is its.
+    wide = world.plugin.http_auth(
+        user_id=user_id, application_name="graph", allowed_hosts=["graph.contoso.example"]
+    )
+    files = world.plugin.http_auth(user_id=user_id, application_name="files")
+    for auth, url in (
+        (wide, "https://graph.contoso.example/me"),
+        (files, "https://files.example/"),
+    ):
+        async with httpx.AsyncClient(auth=auth, transport=_api(api)) as client:
+            assert (await client.get(url)).status_code == 200
+    assert seen[1:] == ["https://graph.contoso.example/me", "https://files.example/"]
+
+
+async def test_a_challenge_from_a_redirect_target_elsewhere_is_not_answered(world: World) -> None:
+    user_id = await sign_in(world)
+    await world.plugin.get_obo_token(user_id=user_id, application_name="graph")
+    sent = record_token_requests(world.auth.http)
+    evil = '{"access_token":{"acrs":{"essential":true,"value":"c99"}}}'
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "graph.microsoft.com":
+            return httpx.Response(302, headers={"location": "https://evil.example/x"})
+        assert "authorization" not in request.headers  # httpx strips it across origins
+        return httpx.Response(401, headers={"www-authenticate": _header(evil)})
+
+    auth = world.plugin.http_auth(user_id=user_id, application_name="graph")
+    transport = _api(api)
+    async with httpx.AsyncClient(auth=auth, transport=transport, follow_redirects=True) as client:
+        response = await client.get("https://graph.microsoft.com/v1.0/me")
+    assert response.status_code == 401
+    assert sent == []  # no exchange with the claims a third party chose
+
+
+def test_memory_never_takes_back_a_token_older_than_the_one_it_holds() -> None:
+    from better_auth_obo._cache import TokenCache
+
+    now = 1_000_000.0
+    cache: TokenCache[str] = TokenCache(
+        max_entries=10, buffer=60, revalidate_after=30, clock=lambda: now
+    )
+    # A forced exchange put T1 (minted now); a load that read T0 (minted an hour ago)
+    # before it finishes afterwards: memory keeps T1.
+    cache.put("u", "graph", "T1", expires_at=now + 3600, issued_at=now)
+    cache.put("u", "graph", "T0", expires_at=now + 600, issued_at=now - 3000)
+    assert cache.get("u", "graph") == "T1"
+    cache.put("u", "graph", "T2", expires_at=now + 3600, issued_at=now)  # as new: replaces
+    assert cache.get("u", "graph") == "T2"

@@ -17,40 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
+from ._downstream import scope_resource
 from ._verify import is_guid
 
 if TYPE_CHECKING:
     from ._plugin import OBOPlugin
 
 __all__ = ["OBOTokenCredential", "scope_resource"]
-
-GRAPH = "https://graph.microsoft.com"
-#: Other spellings of Microsoft Graph's resource (its app id, the legacy host).
-_ALIASES = {
-    "00000003-0000-0000-c000-000000000000": GRAPH,
-    "https://graph.microsoft.com/": GRAPH,
-}
-#: OpenID Connect scopes name no resource.
-_OIDC = frozenset({"openid", "profile", "email", "offline_access"})
-
-
-def scope_resource(scope: str) -> str | None:
-    """The resource a scope belongs to, as Entra reads it; None for OpenID scopes.
-
-    ``https://graph.microsoft.com/User.Read`` and ``User.Read`` (no resource: Graph)
-    give Graph; ``api://contoso/.default`` gives ``api://contoso``;
-    ``<client id>/access_as_user`` gives the client id.
-    """
-    if scope.lower() in _OIDC:
-        return None
-    if "/" not in scope:
-        return GRAPH  # a bare permission is Microsoft Graph's (scopes-oidc.md)
-    resource = scope.rpartition("/")[0].lower()
-    if resource.endswith(":/"):  # "api://contoso": a resource named without a permission
-        resource = scope.lower()
-    elif resource.endswith("/") and not resource.endswith("//"):
-        resource = resource[:-1]  # "https://contoso.com//.default": the resource ends in /
-    return _ALIASES.get(resource, resource)
 
 
 class OBOTokenCredential:
@@ -85,6 +58,7 @@ class OBOTokenCredential:
         self._resources = {r for r in map(scope_resource, application.scope) if r is not None}
         self._checked: set[tuple[str, ...]] = set()  # scope lists already found good
         self._last_info: AccessTokenInfo | None = None
+        self._ask_again = 0.0
         self._last_token: AccessTokenInfo | None = None
         self._last_access = AccessToken("", 0)
 
@@ -139,16 +113,22 @@ class OBOTokenCredential:
                     user_id=self.user_id, application_name=self.application_name
                 )
             )
-        if self._last_info is not None and self._last_info.token is account["accessToken"]:
-            return self._last_info  # the same token as last time: same answer, not rebuilt
+        now = self._plugin._clock()
+        last = self._last_info
+        if last is not None and last.token is account["accessToken"] and now < self._ask_again:
+            return last  # the same token as last time: the same answer, not rebuilt
+        plugin = self._plugin
         expires_on = int(account["accessTokenExpiresAt"].timestamp())
-        # The SDK asks again from here on; the plugin re-exchanges from about then too.
-        refresh_on = expires_on - int(self._plugin.expiry_buffer + self._plugin.refresh_ahead)
+        # The SDK keeps the token until refresh_on. Asking again within the plugin's
+        # revalidation bound lets a revoke, an unlink or a new sign-in reach a long-lived
+        # SDK client (CAE tokens live a day); a hit costs microseconds.
+        refresh_on = min(
+            expires_on - int(plugin.expiry_buffer + plugin.refresh_ahead),
+            int(now + max(plugin.cache_revalidate_after, 1.0)),
+        )
+        self._ask_again = refresh_on
         self._last_info = AccessTokenInfo(
-            account["accessToken"],
-            expires_on,
-            token_type="Bearer",
-            refresh_on=refresh_on if refresh_on > 0 else None,
+            account["accessToken"], expires_on, token_type="Bearer", refresh_on=refresh_on
         )
         return self._last_info
 

@@ -153,7 +153,8 @@ class TokenCache(Generic[V]):
         self._clock = clock
         # value, the one deadline that matters: min(expires_at - buffer, stored + revalidate),
         # and when the token is due for a proactive refresh (expires_at - buffer - ahead)
-        self._entries: OrderedDict[tuple[str, str], tuple[V, float, float]] = OrderedDict()
+        # value, served until, due for a proactive refresh from, minted at
+        self._entries: OrderedDict[tuple[str, str], tuple[V, float, float, float]] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
         # Purge generations: user, or (user, application) -> stamp of the last
         # invalidation. Stamps come from one counter that only grows, and a missing one
@@ -222,7 +223,7 @@ class TokenCache(Generic[V]):
         With ``generation`` (from ``generation()`` before the value was loaded), nothing
         is stored if the user was invalidated meanwhile. ``issued_at`` (default: now) is
         when the token was minted: it is never due for a proactive refresh before half
-        its lifetime has passed."""
+        its lifetime has passed, and it never replaces a value minted after it."""
         if generation is not None and generation != self.generation(user_id, application):
             return
         expires_at = _seconds("expires_at", expires_at)
@@ -235,10 +236,15 @@ class TokenCache(Generic[V]):
         # Never due for a proactive refresh before half its life: with tokens shorter than
         # buffer + ahead, every hit would otherwise be due at once (a refresh per hit).
         born = now if issued_at is None else min(issued_at, now)
+        held = self._entries.get(key)
+        if held is not None and held[3] > born:
+            # A newer token is already here (a forced exchange finished first): a load that
+            # read the older one before it must not bring it back.
+            return
         due = max(expires_at - self._buffer - self._ahead, born + (expires_at - born) / 2)
         # ... and due while still in memory, however short-lived (it leaves at exp - buffer).
         due = min(due, expires_at - self._buffer - 1.0)
-        self._entries[key] = (value, deadline, due)
+        self._entries[key] = (value, deadline, due, born)
         self._entries.move_to_end(key)
         self._by_user.setdefault(user_id, set()).add(application)
         while len(self._entries) > self._max:

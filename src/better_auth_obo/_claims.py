@@ -34,7 +34,11 @@ MAX_CLAIMS_CHARS = 16_384
 _CAPABILITY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # One auth-param of a WWW-Authenticate challenge (RFC 9110 §11.2): name=token or
 # name="quoted string" (with backslash escapes).
-_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+# The name may not start inside a word: without the look-behind a long run of letters with
+# no "=" is retried from every position (quadratic time on a hostile header).
+_PARAM = re.compile(r'(?<![A-Za-z0-9_-])([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+#: A claims request nests a few levels; deeper is not one (and could exhaust the stack).
+MAX_CLAIMS_DEPTH = 16
 
 
 def capabilities_option(value: Iterable[str]) -> tuple[str, ...]:
@@ -60,8 +64,8 @@ def normalize_claims(claims: str | Mapping[str, Any] | None) -> dict[str, Any] |
         return None
     if isinstance(claims, Mapping):
         try:
-            text = json.dumps(claims, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
+            text = json.dumps(claims, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise ValueError(f"claims must be JSON-serialisable: {exc}") from None
     elif isinstance(claims, str):
         text = claims
@@ -73,7 +77,8 @@ def normalize_claims(claims: str | Mapping[str, Any] | None) -> dict[str, Any] |
     if len(text) > MAX_CLAIMS_CHARS:
         raise ValueError(f"claims is longer than {MAX_CLAIMS_CHARS} characters")
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(text, parse_constant=_refuse_constant)
+        _check_depth(parsed)
     except (ValueError, RecursionError):
         raise ValueError(
             "claims is not valid JSON; pass the claims challenge as Entra or the API sent it "
@@ -82,6 +87,23 @@ def normalize_claims(claims: str | Mapping[str, Any] | None) -> dict[str, Any] |
     if not isinstance(parsed, dict) or not parsed:
         raise ValueError('claims must be a non-empty JSON object such as {"access_token": {...}}')
     return parsed
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_depth(value: Any) -> None:
+    """ValueError when ``value`` nests deeper than ``MAX_CLAIMS_DEPTH`` (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_CLAIMS_DEPTH:
+            raise ValueError("claims nest too deeply")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def merge_claims(capabilities: tuple[str, ...], challenge: Mapping[str, Any] | None) -> str | None:
@@ -104,7 +126,7 @@ def challenge_claims(www_authenticate: str) -> str | None:
     ``{"access_token":...}``. Anything else (another error, no claims, claims that are
     not base64 of a JSON object) gives None: such a 401 is not answered by a new token.
     """
-    if len(www_authenticate) > 4 * MAX_CLAIMS_CHARS:
+    if len(www_authenticate) > 2 * MAX_CLAIMS_CHARS:  # base64 of the longest claims we take
         return None
     params: dict[str, str] = {}
     for match in _PARAM.finditer(www_authenticate):

@@ -11,7 +11,7 @@ that (a revoked session, MFA not done), ``get_obo_token`` raises the step-up
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -21,7 +21,38 @@ from ._claims import challenge_claims
 if TYPE_CHECKING:
     from ._plugin import OBOPlugin
 
-__all__ = ["OBOAuth"]
+__all__ = ["OBOAuth", "scope_resource"]
+
+#: Where a token may go over plain http, and always: this machine (the emulator, tests).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+GRAPH = "https://graph.microsoft.com"
+#: Other spellings of Microsoft Graph's resource (its app id, the legacy host).
+_ALIASES = {
+    "00000003-0000-0000-c000-000000000000": GRAPH,
+    "https://graph.microsoft.com/": GRAPH,
+}
+#: OpenID Connect scopes name no resource.
+_OIDC = frozenset({"openid", "profile", "email", "offline_access"})
+
+
+def scope_resource(scope: str) -> str | None:
+    """The resource a scope belongs to, as Entra reads it; None for OpenID scopes.
+
+    ``https://graph.microsoft.com/User.Read`` and ``User.Read`` (no resource: Graph)
+    give Graph; ``api://contoso/.default`` gives ``api://contoso``;
+    ``<client id>/access_as_user`` gives the client id.
+    """
+    if scope.lower() in _OIDC:
+        return None
+    if "/" not in scope:
+        return GRAPH  # a bare permission is Microsoft Graph's (scopes-oidc.md)
+    resource = scope.rpartition("/")[0].lower()
+    if resource.endswith(":/"):  # "api://contoso": a resource named without a permission
+        resource = scope.lower()
+    elif resource.endswith("/") and not resource.endswith("//"):
+        resource = resource[:-1]  # "https://contoso.com//.default": the resource ends in /
+    return _ALIASES.get(resource, resource)
 
 
 class OBOAuth(httpx.Auth):
@@ -38,10 +69,18 @@ class OBOAuth(httpx.Auth):
     # claims challenge (httpx reads it once; a streamed upload cannot be sent twice).
     requires_request_body = True
 
-    def __init__(self, plugin: OBOPlugin, *, user_id: str, application_name: str) -> None:
+    def __init__(
+        self,
+        plugin: OBOPlugin,
+        *,
+        user_id: str,
+        application_name: str,
+        allowed_hosts: Iterable[str] | None = None,
+    ) -> None:
         if not isinstance(user_id, str) or not user_id:
             raise TypeError("user_id must be a non-empty Better Auth user id")
-        if application_name not in plugin.applications:
+        application = plugin.applications.get(application_name)
+        if application is None:
             known = ", ".join(repr(n) for n in plugin.applications)
             raise ValueError(
                 f"Unknown OBO application {str(application_name)[:64]!r}; "
@@ -50,6 +89,13 @@ class OBOAuth(httpx.Auth):
         self._plugin = plugin
         self.user_id = user_id
         self.application_name = application_name
+        if isinstance(allowed_hosts, str):
+            allowed_hosts = [allowed_hosts]
+        self.allowed_hosts = (
+            frozenset(h.lower() for h in allowed_hosts)
+            if allowed_hosts is not None
+            else _resource_hosts(application.scope)
+        )
 
     def __repr__(self) -> str:
         return f"OBOAuth(user_id={self.user_id!r}, application_name={self.application_name!r})"
@@ -60,9 +106,26 @@ class OBOAuth(httpx.Auth):
             "use it with httpx.AsyncClient"
         )
 
+    def _check_destination(self, url: httpx.URL) -> None:
+        # The token is the user's: never over plain http, and (when the application's
+        # resource is an https URL, e.g. Graph) only to that resource's host.
+        if url.host in LOOPBACK_HOSTS:
+            return
+        if url.scheme != "https":
+            raise ValueError(
+                f"OBOAuth sends the user's token over https only, not to {url.scheme}://{url.host}"
+            )
+        if self.allowed_hosts and url.host not in self.allowed_hosts:
+            raise ValueError(
+                f"OBOAuth for application {self.application_name!r} sends its token to "
+                f"{sorted(self.allowed_hosts)} only, not to {url.host!r}; pass "
+                "allowed_hosts=[...] to http_auth() if that host is the API's"
+            )
+
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._check_destination(request.url)
         # The token in memory is read, not copied (only its value is used); a miss goes
         # through get_obo_token.
         token = self._plugin._hit(self.user_id, self.application_name) or (
@@ -72,8 +135,8 @@ class OBOAuth(httpx.Auth):
         )
         request.headers["Authorization"] = "Bearer " + token["accessToken"]
         response = yield request
-        if response.status_code != 401:
-            return
+        if response.status_code != 401 or not _same_origin(response.request.url, request.url):
+            return  # (a 401 from a redirect target elsewhere never picks the claims we send)
         claims = challenge_claims(response.headers.get("www-authenticate", ""))
         if claims is None:  # a plain 401: a new token would be refused the same way
             return
@@ -82,3 +145,19 @@ class OBOAuth(httpx.Auth):
         )
         request.headers["Authorization"] = "Bearer " + token["accessToken"]
         yield request
+
+
+def _resource_hosts(scopes: Iterable[str]) -> frozenset[str]:
+    """The hosts of the application's resources when all are https URLs, else empty
+    (``api://...`` or a client id names no host: any https host)."""
+    hosts = set()
+    for resource in filter(None, map(scope_resource, scopes)):
+        url = httpx.URL(resource)
+        if url.scheme != "https" or not url.host:
+            return frozenset()
+        hosts.add(url.host)
+    return frozenset(hosts)
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)

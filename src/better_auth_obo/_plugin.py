@@ -143,10 +143,11 @@ class OBOPlugin(Plugin):
         self._clock = clock
         self._app_id_uris = _app_id_uris(app_id_uris)
         self.client_capabilities = capabilities_option(client_capabilities)
+        self.cache_revalidate_after = _positive("cache_revalidate_after", cache_revalidate_after)
         self._l1: TokenCache[OBOAccount] = TokenCache(
             max_entries=cache_max_entries,
             buffer=self.expiry_buffer,
-            revalidate_after=_positive("cache_revalidate_after", cache_revalidate_after),
+            revalidate_after=self.cache_revalidate_after,
             refresh_ahead=self.refresh_ahead,
             clock=clock,
         )
@@ -276,6 +277,8 @@ class OBOPlugin(Plugin):
         cached token is not served, and the new one replaces it.
         """
         if claims is not None or force_refresh:
+            if not isinstance(force_refresh, bool):
+                raise TypeError("force_refresh must be True or False")
             return await self._forced_token(user_id, application_name, claims)
         try:
             hit = self._hit(user_id, application_name)
@@ -307,7 +310,9 @@ class OBOPlugin(Plugin):
         multi-tenant alias such as ``organizations``); None before ``init``."""
         return self._settings.tenant if self._settings is not None else None
 
-    def http_auth(self, *, user_id: str, application_name: str) -> OBOAuth:
+    def http_auth(
+        self, *, user_id: str, application_name: str, allowed_hosts: Iterable[str] | None = None
+    ) -> OBOAuth:
         """An ``httpx.Auth`` sending ``user_id``'s token for ``application_name``, answering
         a claims challenge (CAE) with one new exchange and a replay.
 
@@ -316,8 +321,13 @@ class OBOPlugin(Plugin):
             auth = obo.http_auth(user_id=uid, application_name="graph")
             async with httpx.AsyncClient(auth=auth) as client:
                 me = (await client.get("https://graph.microsoft.com/v1.0/me")).json()
+
+        The token goes over https only (loopback excepted), and, when the application's
+        resource is an https URL (Graph), only to its host unless ``allowed_hosts`` says.
         """
-        return OBOAuth(self, user_id=user_id, application_name=application_name)
+        return OBOAuth(
+            self, user_id=user_id, application_name=application_name, allowed_hosts=allowed_hosts
+        )
 
     def credential(self, *, user_id: str, application_name: str) -> OBOTokenCredential:
         """An Azure SDK async credential (``AsyncTokenCredential``, ``AsyncSupportsTokenInfo``)
