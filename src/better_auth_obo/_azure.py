@@ -42,15 +42,7 @@ class OBOTokenCredential:
     """
 
     def __init__(self, plugin: OBOPlugin, *, user_id: str, application_name: str) -> None:
-        if not isinstance(user_id, str) or not user_id:
-            raise TypeError("user_id must be a non-empty Better Auth user id")
-        application = plugin.applications.get(application_name)
-        if application is None:
-            known = ", ".join(repr(n) for n in plugin.applications)
-            raise ValueError(
-                f"Unknown OBO application {str(application_name)[:64]!r}; "
-                f"configured applications: {known}"
-            )
+        application = plugin._adapter_application(user_id, application_name)
         self._plugin = plugin
         self.user_id = user_id
         self.application_name = application_name

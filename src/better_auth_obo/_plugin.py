@@ -552,6 +552,18 @@ class OBOPlugin(Plugin):
     def _http(self) -> httpx.AsyncClient:
         return self._http_client if self._http_client is not None else self.auth.http
 
+    def _adapter_application(self, user_id: object, application_name: object) -> OBOApplication:
+        """The application an adapter (``http_auth``, ``credential``) is made for; a wrong
+        argument is a programming error, raised when the adapter is made."""
+        if not isinstance(user_id, str) or not user_id:
+            raise TypeError("user_id must be a non-empty Better Auth user id")
+        application = (
+            self.applications.get(application_name) if isinstance(application_name, str) else None
+        )
+        if application is None:
+            raise ValueError(self._unknown_application(application_name).message)
+        return application
+
     def _unknown_application(self, name: object) -> UnknownApplicationError:
         known = ", ".join(repr(n) for n in self.applications)
         return UnknownApplicationError(
