@@ -35,7 +35,13 @@ from ._entra_auth import (
     require_text,
 )
 
-__all__ = ["ClientCertificate", "ClientSecret", "Credential", "credential_expiry_warnings"]
+__all__ = [
+    "CREDENTIAL_TYPES",
+    "ClientCertificate",
+    "ClientSecret",
+    "Credential",
+    "credential_expiry_warnings",
+]
 
 #: Lifetime of a signed client assertion: the doc recommends at most 10 minutes.
 ASSERTION_LIFETIME = 600
@@ -207,6 +213,9 @@ class ClientCertificate:
 
 #: Either kind of client credential.
 Credential = ClientSecret | ClientCertificate
+#: What ``credentials=[...]`` accepts (checked with ``isinstance``); a new credential type
+#: joins both this tuple and ``Credential``, and has ``authenticator(client_id, endpoint)``.
+CREDENTIAL_TYPES: tuple[type, ...] = (ClientSecret, ClientCertificate)
 
 
 def credential_expiry_warnings(
