@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import jwt
 from cryptography import x509
@@ -41,6 +41,7 @@ __all__ = [
     "ClientSecret",
     "Credential",
     "credential_expiry_warnings",
+    "is_credential",
 ]
 
 #: Lifetime of a signed client assertion: the doc recommends at most 10 minutes.
@@ -213,9 +214,13 @@ class ClientCertificate:
 
 #: Either kind of client credential.
 Credential = ClientSecret | ClientCertificate
-#: What ``credentials=[...]`` accepts (checked with ``isinstance``); a new credential type
-#: joins both this tuple and ``Credential``, and has ``authenticator(client_id, endpoint)``.
+#: What ``credentials=[...]`` accepts; a new credential type joins both this tuple and
+#: ``Credential``, and has ``authenticator(client_id, endpoint)``.
 CREDENTIAL_TYPES: tuple[type, ...] = (ClientSecret, ClientCertificate)
+
+
+def is_credential(value: object) -> TypeGuard[Credential]:
+    return isinstance(value, CREDENTIAL_TYPES)
 
 
 def credential_expiry_warnings(

@@ -29,9 +29,9 @@ from ._cache import FlightClosed, SingleFlight, TokenCache
 from ._claims import capabilities_option, normalize_claims
 from ._config import OBOApplication, normalize_applications
 from ._credentials import (
-    CREDENTIAL_TYPES,
     Credential,
     credential_expiry_warnings,
+    is_credential,
 )
 from ._downstream import OBOAuth
 from ._entra import ClientAuthenticator, EntraClient
@@ -603,7 +603,7 @@ def _labelled(
     labelled: list[tuple[str, Credential]] = []
     for index, item in enumerate(credentials):
         label, credential = item if isinstance(item, tuple) else (None, item)
-        if not isinstance(credential, CREDENTIAL_TYPES):
+        if not is_credential(credential):
             raise TypeError(
                 f"credentials[{index}] must be a ClientSecret or a ClientCertificate, "
                 f"got {type(credential).__name__}"
