@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import partial
@@ -34,7 +33,8 @@ from ._credentials import (
     is_credential,
 )
 from ._downstream import OBOAuth
-from ._entra import ClientAuthenticator, EntraClient
+from ._engine import ExchangeEngine
+from ._entra import ClientAuthenticator
 from ._errors import (
     OBO_ERROR_CODES,
     ConfigurationError,
@@ -53,11 +53,10 @@ from ._provider import (
     warn,
 )
 from ._refresh import MicrosoftTokenRefresher
-from ._retry import MAX_THROTTLED_KEYS, RetryPolicy, ThrottleMemory
+from ._retry import RetryPolicy
 from ._source import TokenSource
 from ._store import OBOAccount, OBOStore
 from ._telemetry import Telemetry
-from ._verify import AssertionVerifier
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -70,8 +69,6 @@ logger = logging.getLogger("better_auth_obo")
 
 _DEFAULT_RETRY = RetryPolicy()
 T = TypeVar("T")
-#: Token-endpoint clients kept (one per tenant in multi-tenant mode), least recently used out.
-MAX_ENTRA_CLIENTS = 1_000
 
 
 def _positive(name: str, value: Any) -> float:
@@ -162,12 +159,12 @@ class OBOPlugin(Plugin):
             clock=clock, concurrency=refresh_concurrency, max_keys=cache_max_entries
         )
         # One throttle memory for every token endpoint (keys are scoped per endpoint).
-        self._throttles = ThrottleMemory(maxsize=max(MAX_THROTTLED_KEYS, cache_max_entries))
         self._closed = False
         self._lifecycle = Lifecycle(
             purge=self._purge_user, forget=self._l1.invalidate, deleted=self._user_deleted
         )
-        self._clients: OrderedDict[str, EntraClient] = OrderedDict()
+        self._cache_max_entries = cache_max_entries
+        self._engine: ExchangeEngine | None = None
         self._settings: MicrosoftSettings | None = None
         self._settings_error: ConfigurationError | None = None
         self._auth_ref: BetterAuth | None = None
@@ -206,18 +203,23 @@ class OBOPlugin(Plugin):
             warn([exc.message])
             return
         self._settings = settings
-        verifier = AssertionVerifier(
-            http=self._http,
-            authority=settings.authority,
-            tenant=settings.tenant,
+        # The engine OBOClient runs on; the plugin adds the stored token, the rows and the
+        # lifecycle in front of it.
+        engine = self._engine = ExchangeEngine(
             client_id=settings.client_id,
-            app_id_uris=self._app_id_uris,
-            subject_claim=settings.account_id_claim,
-            clock=self._clock,
+            tenant=settings.tenant,
+            authority=settings.authority,
+            authenticators=partial(self._authenticators, settings),
+            http=self._http,
             retry=self._retry,
             sleep=self._sleep,
             timeout=self._timeout,
+            clock=self._clock,
+            app_id_uris=self._app_id_uris,
+            subject_claim=settings.account_id_claim,
+            max_throttled=self._cache_max_entries,
         )
+        verifier = engine.verifier
 
         async def verify(token: str, account_id: object) -> object:
             return await verifier.verify(token, account_id=account_id)
@@ -225,7 +227,7 @@ class OBOPlugin(Plugin):
         refresher = MicrosoftTokenRefresher(
             auth=auth,
             store=self._store_ref,
-            entra=self._client,
+            entra=engine.client,
             verify=verify,
             scopes=settings.scopes,
             margin=self.refresh_margin,
@@ -235,7 +237,7 @@ class OBOPlugin(Plugin):
             store=self._store_ref,
             refresher=refresher,
             verifier=verifier,
-            client_for=self._client,
+            client_for=engine.client,
             applications=self.applications,
             clock=self._clock,
             buffer=self.expiry_buffer,
@@ -425,7 +427,7 @@ class OBOPlugin(Plugin):
         await self._forced.aclose()
         if self._source is not None:  # work the callers' exchanges shared, shielded
             await self._source.refresher.aclose()
-            await self._source.verifier.aclose()
+            await self._source.verifier.aclose()  # the engine's
 
     # --- the work behind a miss ---------------------------------------------------------
 
@@ -512,31 +514,6 @@ class OBOPlugin(Plugin):
         await self._store.delete_accounts(user_id)
 
     # --- configuration --------------------------------------------------------------
-
-    def _client(self, tid: str | None) -> EntraClient:
-        settings = self._settings
-        if settings is None:
-            raise self._settings_error or ConfigurationError()
-        endpoint = settings.token_endpoint(tid)
-        client = self._clients.get(endpoint)
-        if client is not None:
-            self._clients.move_to_end(endpoint)
-        else:
-            client = EntraClient(
-                http=self._http,
-                token_endpoint=endpoint,
-                client_id=settings.client_id,
-                authenticators=self._authenticators(settings, endpoint),
-                clock=self._clock,
-                timeout=self._timeout,
-                retry=self._retry,
-                sleep=self._sleep,
-                throttles=self._throttles,
-            )
-            self._clients[endpoint] = client
-            while len(self._clients) > MAX_ENTRA_CLIENTS:
-                self._clients.popitem(last=False)
-        return client
 
     def _authenticators(
         self, settings: MicrosoftSettings, endpoint: str

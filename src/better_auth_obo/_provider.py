@@ -21,8 +21,8 @@ from better_auth.oauth.machinery import (
 
 from ._assertion import provider_scope_warnings
 from ._entra import ClientAuthenticator
-from ._errors import ConfigurationError, InvalidAssertionError, OBOConfigurationWarning
-from ._verify import MULTI_TENANT_ALIASES, is_guid
+from ._errors import ConfigurationError, OBOConfigurationWarning
+from ._verify import MULTI_TENANT_ALIASES
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -65,24 +65,6 @@ class MicrosoftSettings:
     @property
     def multi_tenant(self) -> bool:
         return self.tenant.lower() in MULTI_TENANT_ALIASES
-
-    def token_endpoint(self, tid: str | None = None) -> str:
-        """The tenant-specific token endpoint; with a multi-tenant alias, the user's ``tid``.
-
-        Microsoft's OBO guidance: the middle tier must call its tenant's endpoint, never
-        ``/common`` (guests get their home tenant's token otherwise). The ``tid`` comes
-        from a verified token, and only a GUID goes into the path: anything else could
-        send the request, and the client secret with it, to another path of the host.
-        """
-        if not self.multi_tenant:
-            return f"{self.authority}/{self.tenant}/oauth2/v2.0/token"
-        if not is_guid(tid):
-            raise InvalidAssertionError(
-                "The user's Microsoft token names no valid tenant (its tid is not a GUID); "
-                "no request was sent",
-                reason="tenant",
-            )
-        return f"{self.authority}/{tid}/oauth2/v2.0/token"
 
     def authenticator(self, token_endpoint: str) -> ClientAuthenticator:
         """Client authentication for requests to ``token_endpoint``, as the provider does it."""
