@@ -9,7 +9,7 @@ from typing import Any
 
 from ._errors import OBO_ERROR_CODES
 
-__all__ = ["OBOApplication", "normalize_applications"]
+__all__ = ["OBOApplication", "app_id_uris_option", "normalize_applications", "seconds_option"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -94,3 +94,19 @@ def normalize_applications(applications: Any) -> Mapping[str, OBOApplication]:
             )
         result[name] = app
     return result
+
+
+def seconds_option(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def app_id_uris_option(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    uris = tuple(value)
+    for uri in uris:
+        if not isinstance(uri, str) or not uri.strip():
+            raise TypeError("app_id_uris must be a list of App ID URIs, e.g. ['api://contoso-api']")
+    return uris

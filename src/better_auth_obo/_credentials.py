@@ -18,7 +18,7 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal, TypeGuard
@@ -42,6 +42,7 @@ __all__ = [
     "Credential",
     "credential_expiry_warnings",
     "is_credential",
+    "labelled_credentials",
 ]
 
 #: Lifetime of a signed client assertion: the doc recommends at most 10 minutes.
@@ -343,3 +344,23 @@ def _check_aware(name: str, value: datetime | None) -> None:
         raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=UTC)")
+
+
+def labelled_credentials(
+    credentials: Sequence[Credential | tuple[str, Credential]] | None,
+) -> list[tuple[str, Credential]]:
+    """Credentials as ``(label, credential)``; a bare one is labelled by kind and position."""
+    if credentials is None:
+        return []
+    if not isinstance(credentials, (list, tuple)):
+        raise TypeError("credentials must be a list of ClientSecret / ClientCertificate")
+    labelled: list[tuple[str, Credential]] = []
+    for index, item in enumerate(credentials):
+        label, credential = item if isinstance(item, tuple) else (None, item)
+        if not is_credential(credential):
+            raise TypeError(
+                f"credentials[{index}] must be a ClientSecret or a ClientCertificate, "
+                f"got {type(credential).__name__}"
+            )
+        labelled.append((label or f"{type(credential).__name__.lower()}-{index}", credential))
+    return labelled

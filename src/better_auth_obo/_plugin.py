@@ -26,11 +26,11 @@ from ._assertion import application_scope_problems
 from ._background import DEFAULT_REFRESH_CONCURRENCY, BackgroundRefresh
 from ._cache import FlightClosed, SingleFlight, TokenCache
 from ._claims import capabilities_option, normalize_claims
-from ._config import OBOApplication, normalize_applications
+from ._config import OBOApplication, app_id_uris_option, normalize_applications, seconds_option
 from ._credentials import (
     Credential,
     credential_expiry_warnings,
-    is_credential,
+    labelled_credentials,
 )
 from ._downstream import OBOAuth
 from ._engine import ExchangeEngine
@@ -69,12 +69,6 @@ logger = logging.getLogger("better_auth_obo")
 
 _DEFAULT_RETRY = RetryPolicy()
 T = TypeVar("T")
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 class OBOPlugin(Plugin):
@@ -118,28 +112,30 @@ class OBOPlugin(Plugin):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.applications: Mapping[str, OBOApplication] = normalize_applications(applications)
-        self.expiry_buffer = _positive("expiry_buffer", expiry_buffer)
-        self.refresh_margin = _positive("refresh_margin", refresh_margin)
-        self.refresh_ahead = _positive("refresh_ahead", refresh_ahead)
+        self.expiry_buffer = seconds_option("expiry_buffer", expiry_buffer)
+        self.refresh_margin = seconds_option("refresh_margin", refresh_margin)
+        self.refresh_ahead = seconds_option("refresh_ahead", refresh_ahead)
         self.outage_grace = bool(outage_grace)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError("http_client must be an httpx.AsyncClient")
         if lease is not None and not callable(getattr(lease, "hold", None)):
             raise TypeError("lease must have a hold(key, ttl=...) method, e.g. RedisLease(redis)")
         self._lease: Lease = lease if lease is not None else NullLease()
-        self._credentials = _labelled(credentials)
+        self._credentials = labelled_credentials(credentials)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError("retry must be a RetryPolicy, or None for a single attempt")
         self._retry = retry
         self._sleep = sleep
         self._http_client = http_client
-        self._timeout = _positive("timeout", timeout)
+        self._timeout = seconds_option("timeout", timeout)
         if self._timeout == 0:
             raise ValueError("timeout must be more than 0 seconds")
         self._clock = clock
-        self._app_id_uris = _app_id_uris(app_id_uris)
+        self._app_id_uris = app_id_uris_option(app_id_uris)
         self.client_capabilities = capabilities_option(client_capabilities)
-        self.cache_revalidate_after = _positive("cache_revalidate_after", cache_revalidate_after)
+        self.cache_revalidate_after = seconds_option(
+            "cache_revalidate_after", cache_revalidate_after
+        )
         self._l1: TokenCache[OBOAccount] = TokenCache(
             max_entries=cache_max_entries,
             buffer=self.expiry_buffer,
@@ -557,36 +553,6 @@ async def _storage_failure(work: Awaitable[T]) -> T | StorageUnavailableError | 
         if failure is None:
             raise
     return failure
-
-
-def _app_id_uris(value: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    uris = tuple(value)
-    for uri in uris:
-        if not isinstance(uri, str) or not uri.strip():
-            raise TypeError("app_id_uris must be a list of App ID URIs, e.g. ['api://contoso-api']")
-    return uris
-
-
-def _labelled(
-    credentials: Sequence[Credential | tuple[str, Credential]] | None,
-) -> list[tuple[str, Credential]]:
-    """Credentials as ``(label, credential)``; a bare one is labelled by kind and position."""
-    if credentials is None:
-        return []
-    if not isinstance(credentials, (list, tuple)):
-        raise TypeError("credentials must be a list of ClientSecret / ClientCertificate")
-    labelled: list[tuple[str, Credential]] = []
-    for index, item in enumerate(credentials):
-        label, credential = item if isinstance(item, tuple) else (None, item)
-        if not is_credential(credential):
-            raise TypeError(
-                f"credentials[{index}] must be a ClientSecret or a ClientCertificate, "
-                f"got {type(credential).__name__}"
-            )
-        labelled.append((label or f"{type(credential).__name__.lower()}-{index}", credential))
-    return labelled
 
 
 _NOT_INITIALISED = "OBOPlugin is not initialised: pass it in BetterAuth(plugins=[...])"

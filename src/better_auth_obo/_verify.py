@@ -44,7 +44,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -62,6 +62,7 @@ from ._errors import (
 from ._retry import NO_RETRY, RetryPolicy
 
 __all__ = [
+    "ANY_ACCOUNT",
     "CONSUMER_TENANT_ID",
     "MULTI_TENANT_ALIASES",
     "AssertionVerifier",
@@ -89,6 +90,17 @@ _PLACEHOLDER = "{tenantid}"
 def is_guid(value: object) -> bool:
     """True for a lowercase-or-uppercase GUID, the only form a tenant id takes in a path."""
     return isinstance(value, str) and bool(_GUID.match(value.lower()))
+
+
+@dataclass(frozen=True, slots=True)
+class _AnyAccount:
+    def __repr__(self) -> str:
+        return "ANY_ACCOUNT"
+
+
+#: ``verify(token, account_id=ANY_ACCOUNT)``: no account to compare the subject with (an
+#: inbound bearer token); the token must still name its user.
+ANY_ACCOUNT: Final = _AnyAccount()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +284,9 @@ class AssertionVerifier:
         """
         claims = read_claims(token)
         check_assertion(claims, client_id=self._client_id)  # Graph tokens: refused with the fix
-        if not isinstance(account_id, str) or not account_id:
+        if account_id is ANY_ACCOUNT:  # OBOClient: an inbound token, whoever's it is
+            account_id = ""
+        elif not isinstance(account_id, str) or not account_id:
             raise _refused("subject", "the Microsoft account row has no accountId to compare")
         memo = (fingerprint(token), account_id)
         verified = self._verdicts.get(memo)
@@ -303,7 +317,9 @@ class AssertionVerifier:
         # The provider's claim when the token carries it, else oid (the issue's rule; Entra
         # puts both in every delegated token, so the fallback only serves odd claim names).
         subject = payload.get(self._subject_claim, payload.get("oid"))
-        if not isinstance(subject, str) or subject != account_id:
+        if not isinstance(subject, str) or not subject:
+            raise _refused("subject", f"it has no {self._subject_claim} claim naming the user")
+        if account_id and subject != account_id:
             raise _refused(
                 "subject",
                 f"its {self._subject_claim} claim is not the Microsoft account this user signed "
