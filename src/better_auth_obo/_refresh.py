@@ -116,10 +116,15 @@ class MicrosoftTokenRefresher:
         if not refresh_token:
             if remaining > MIN_ASSERTION_LIFETIME:
                 return token  # still usable; nothing to refresh it with
+            # ID-token sign-in (a SPA posting MSAL.js's tokens) never stores a refresh
+            # token: the client must post a fresh access token, as the README says.
             raise ReauthenticationRequiredError(
                 "The user's Microsoft token has expired and no refresh token is stored; "
-                "the user must sign in with Microsoft again (add offline_access to the "
-                "provider's scopes so Better Auth keeps a refresh token)"
+                "the user must sign in with Microsoft again, or a single-page app that "
+                "signed in through ID-token sign-in must post a fresh access token (for "
+                "redirect sign-in, add offline_access to the provider's scopes so Better "
+                "Auth keeps a refresh token)",
+                reason="no_refresh_token",
             )
         try:
             user_key = ("refresh", str(account["userId"]))
