@@ -21,6 +21,7 @@ from ._hit import dict_lookup, hit_path
 from ._incidents import failing_due_keys, outage, shutdown_mid_storm, throttle_cost
 from ._miss import miss_cost
 from ._msal import msal_app, msal_hit
+from ._obo_client import obo_client_hits
 from ._original import per_call_read, postgres_url, sqlite_url
 from ._scale import processes, steady_across_expiry
 from ._stats import Timing, time_sync
@@ -100,6 +101,15 @@ async def run(quick: bool) -> list[Row]:
             f"+{over:.2f} µs over get_obo_token + httpx's own floor "
             f"({downstream.httpx_floor.p50:.2f} µs for a constant-header auth; target ≤ 2)",
             _mark(over <= 2),
+        )
+    )
+    client_hit, token_chars = await obo_client_hits()
+    rows.append(
+        (
+            f"OBOClient.exchange hit, 1,000 inbound tokens ({token_chars} chars, fingerprinted)",
+            _us(client_hit),
+            "target p50 ≤ 10 µs (the plugin's)",
+            _mark(client_hit.p50 <= 10),
         )
     )
     ideal = dict_lookup(scale)
