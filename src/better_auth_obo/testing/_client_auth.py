@@ -7,6 +7,8 @@ secret), or a ``client_assertion`` JWT signed by a registered certificate: RS256
 float ``exp``/``iat``, ``nbf`` optional, ``aud`` = the token endpoint URL (else AADSTS700023).
 The same assertion (same ``jti``) may be presented again until it expires, as Entra
 allows and MSAL relies on (it reuses one for up to 10 minutes): no replay check.
+An assertion without a thumbprint from another issuer is a federated token (workload
+identity federation): checked against the app's federated credentials (``_federation``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import unquote_plus
 import jwt
 
 from ._errors import EntraError
+from ._federation import check_federated_assertion, is_federated
 from ._models import App
 from ._state import Directory
 from ._wire import CLIENT_ASSERTION_TYPE_JWT, iso_timestamp
@@ -88,6 +91,9 @@ def _check_assertion(
         unverified = jwt.decode(assertion, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise EntraError(50027) from exc
+    if is_federated(app, header, unverified):
+        check_federated_assertion(directory, app, assertion, header, unverified)
+        return
     x5t = str(header.get("x5t", "")).rstrip("=") or None
     x5t_s256 = str(header.get("x5t#S256", "")).rstrip("=") or None
     thumbprint = x5t or x5t_s256 or ""

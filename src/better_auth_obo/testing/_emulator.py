@@ -10,6 +10,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING
 
 from ._faults import Faults
+from ._federation import ExternalIssuer, ManagedIdentity
 from ._keys import KeySet, SigningKey
 from ._models import App, Certificate, Tenant, TokenRequest, User
 from ._scopes import GRAPH, Resource, named_permissions, resolve_audience
@@ -94,9 +95,20 @@ class EntraEmulator:
             default_lifetime=lambda: self._token_lifetime,
             cae_lifetime=lambda: self._cae_token_lifetime,
         )
+        self._directory.tenant_keys = self._tenant_key
         server.start(build_app(self._issuer, self.faults))
         self._server = server
         return self
+
+    def _tenant_key(self, iss: str, kid: str) -> object:
+        """The signing key of a token a tenant of this emulator issued (v2 issuer)."""
+        issuer = self._issuer
+        if issuer is None or not any(
+            iss == issuer.issuer(tid, 2) for tid in list(self._directory.tenants)
+        ):
+            return None
+        found = self._keys.find(kid)
+        return None if found is None else found.public_key
 
     def stop(self) -> None:
         """Shut the server down and remove its certificate files."""
@@ -329,6 +341,36 @@ class EntraEmulator:
     def expire_secret(self, app: App, secret: str | None = None) -> None:
         """Make ``secret`` (default: all of the app's secrets) expired: AADSTS7000222."""
         self._directory.expire_secret(app.client_id, secret)
+
+    # -- workload identity federation --------------------------------------------------------
+    def add_external_issuer(self) -> ExternalIssuer:
+        """An external OIDC issuer (like a Kubernetes cluster's service-account issuer)
+        served by this emulator, with its own discovery, JWKS and signing key. Its tokens
+        authenticate an app that has a matching ``app.add_federated_credential(...)``."""
+        url = f"{self.authority}/external/{new_guid()}"
+        issuer = ExternalIssuer(issuer=url, clock=self._directory.clock)
+        self._directory.add_external_issuer(issuer)
+        return issuer
+
+    def add_managed_identity(self, name: str, *, tenant: Tenant | None = None) -> ManagedIdentity:
+        """A user-assigned managed identity and the App Service / Container Apps token
+        endpoint of a resource it is assigned to (``identity_endpoint``,
+        ``identity_header``: set them as ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER``). Its
+        tokens carry ``iss`` = ``.issuer`` (the tenant's v2 issuer) and ``sub`` =
+        ``.subject`` (its object id): what a federated credential trusting it names."""
+        tenant_id = (tenant or self.tenant).tenant_id
+        client_id = new_guid()
+        identity = ManagedIdentity(
+            name=name,
+            client_id=client_id,
+            object_id=new_guid(),
+            tenant_id=tenant_id,
+            issuer=self.issuer(tenant_id),
+            identity_endpoint=f"{self.authority}/msi/{client_id}/token",
+            identity_header=opaque("emu-mi~"),
+        )
+        self._directory.add_managed_identity(identity)
+        return identity
 
     # -- consent and policies ----------------------------------------------------------------
     def grant_consent(

@@ -42,6 +42,11 @@ _MFA = (
     "Due to a configuration change made by your administrator, or because you moved to a new "
     "location, you must {verb} multi-factor authentication to access '{resource}'."
 )
+_FIC_DOC = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+_FIC_CHECK = (
+    "Please check your federated identity credential Subject, Audience and Issuer against the "
+    "presented assertion. " + _FIC_DOC
+)
 
 CATALOGUE: dict[int, ErrorSpec] = {
     50011: ErrorSpec(
@@ -111,6 +116,28 @@ CATALOGUE: dict[int, ErrorSpec] = {
         "expired_token",
         "The provided value for the input parameter 'device_code' is not valid. This device "
         "code has expired.",
+    ),
+    # Workload identity federation (bodies quoted in Azure/azure-workload-identity #616, #1200).
+    70021: ErrorSpec(
+        "invalid_client",
+        "No matching federated identity record found for presented assertion. Assertion "
+        "Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'. "
+        + _FIC_DOC,
+    ),
+    700211: ErrorSpec(
+        "invalid_client",
+        "No matching federated identity record found for presented assertion issuer "
+        "'{issuer}'. " + _FIC_CHECK,
+    ),
+    700212: ErrorSpec(
+        "invalid_client",
+        "No matching federated identity record found for presented assertion audience "
+        "'{audience}'. " + _FIC_CHECK,
+    ),
+    700213: ErrorSpec(
+        "invalid_client",
+        "No matching federated identity record found for presented assertion subject "
+        "'{subject}'. " + _FIC_CHECK,
     ),
     70003: ErrorSpec(
         "unsupported_grant_type", "The app requested an unsupported grant type '{grant_type}'."

@@ -6,10 +6,12 @@ Reprs never show a secret, a private key or a token: those fields are excluded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._federation import FederatedCredential
     from ._state import Directory
 
 __all__ = ["App", "Certificate", "Tenant", "TokenRequest", "User"]
@@ -108,6 +110,39 @@ class App:
         if self._directory is None:
             raise RuntimeError("this App is not attached to an emulator")
         return self._directory.add_certificate(self.client_id)
+
+    def remove_certificate(self, certificate: Certificate) -> None:
+        """Delete a certificate from this app: assertions it signs get AADSTS700027."""
+        self._attached().remove_certificate(self.client_id, certificate)
+
+    def add_federated_credential(
+        self,
+        *,
+        issuer: str,
+        subject: str,
+        audiences: Iterable[str] = ("api://AzureADTokenExchange",),
+        name: str | None = None,
+    ) -> FederatedCredential:
+        """Trust tokens of ``issuer`` about ``subject`` (exact, case-sensitive) whose ``aud``
+        is one of ``audiences`` as this app's client assertion (workload identity
+        federation). For a managed identity: its ``.issuer`` and ``.subject``."""
+        from ._federation import FederatedCredential
+
+        credential = FederatedCredential(
+            name=name or f"fic-{len(self._attached().federated_credentials(self.client_id))}",
+            issuer=issuer,
+            subject=subject,
+            audiences=tuple(audiences),
+        )
+        if not (issuer and subject and credential.audiences):
+            raise ValueError("issuer, subject and at least one audience are required")
+        self._attached().add_federated_credential(self.client_id, credential)
+        return credential
+
+    def _attached(self) -> Directory:
+        if self._directory is None:
+            raise RuntimeError("this App is not attached to an emulator")
+        return self._directory
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

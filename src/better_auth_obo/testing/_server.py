@@ -24,6 +24,7 @@ from ._authorize import authorize, authorize_v1
 from ._device import device_login, devicecode
 from ._discovery import error_page, instance_discovery, jwks, openid_configuration
 from ._faults import Faults
+from ._federation import external_discovery, external_jwks, managed_identity_token
 from ._graph import downstream_whoami, graph_me, graph_user_by_id, graph_userinfo
 from ._logout import logout
 from ._token_endpoint import token_endpoint, token_endpoint_v1
@@ -44,6 +45,9 @@ def build_app(issuer: TokenIssuer, faults: Faults) -> ASGIApp:
         Route("/graph/v1.0/users/{user_id}", graph_user_by_id),
         Route("/graph/oidc/userinfo", graph_userinfo),
         Route("/api/{client_id}/whoami", downstream_whoami),
+        Route("/external/{issuer_id}/.well-known/openid-configuration", external_discovery),
+        Route("/external/{issuer_id}/openid/v1/jwks", external_jwks),
+        Route("/msi/{identity_id}/token", managed_identity_token),
         Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration),
         Route("/{tenant}/.well-known/openid-configuration", openid_configuration),
         Route("/{tenant}/discovery/v2.0/keys", jwks),

@@ -15,6 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ._federation import ExternalIssuer, FederatedCredential, ManagedIdentity
 from ._keys import make_certificate
 from ._models import App, Certificate, Tenant, TokenRequest, User
 from ._wire import new_guid, opaque
@@ -70,6 +71,9 @@ class Directory:
         self.clock = clock
         self._lock = threading.RLock()
         self._default = Tenant(tenant_id=tenant_id, domain=domain, display_name="Contoso")
+        #: ``(iss, kid) -> public key`` for tokens the tenant itself issued (managed
+        #: identities as federated credentials); set by the running emulator.
+        self.tenant_keys: Callable[[str, str], Any] = lambda iss, kid: None
         self.reset()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -80,6 +84,9 @@ class Directory:
             self.apps: dict[str, App] = {}
             self._secrets: dict[str, dict[str, bool]] = {}  # client_id -> {secret: expired}
             self._certs: dict[str, list[tuple[Certificate, RSAPublicKey]]] = {}
+            self._federated: dict[str, list[FederatedCredential]] = {}
+            self._external: dict[str, ExternalIssuer] = {}
+            self._identities: dict[str, ManagedIdentity] = {}
             self._consents: set[tuple[str, str, str, str, str]] = set()
             self._mfa: list[tuple[str | None, str | None, int]] = []
             self._blocked: list[tuple[str | None, str | None]] = []
@@ -167,6 +174,47 @@ class Directory:
                     return key
         return None
 
+    def remove_certificate(self, client_id: str, cert: Certificate) -> None:
+        with self._lock:
+            kept = [(c, k) for c, k in self._certs[client_id] if c.x5t != cert.x5t]
+            if len(kept) == len(self._certs[client_id]):
+                raise ValueError("that certificate is not registered on the app")
+            self._certs[client_id] = kept
+
+    # -- workload identity federation --------------------------------------------------------
+    def add_federated_credential(self, client_id: str, credential: FederatedCredential) -> None:
+        with self._lock:
+            existing = self._federated.setdefault(client_id, [])
+            if any(c.name == credential.name for c in existing):
+                raise ValueError(f"a federated credential named {credential.name!r} exists")
+            existing.append(credential)
+
+    def federated_credentials(self, client_id: str) -> list[FederatedCredential]:
+        with self._lock:
+            return list(self._federated.get(client_id, ()))
+
+    def add_external_issuer(self, issuer: ExternalIssuer) -> None:
+        with self._lock:
+            self._external[issuer.issuer] = issuer
+
+    def external_issuer(self, url: str) -> ExternalIssuer | None:
+        with self._lock:
+            return self._external.get(url)
+
+    def add_managed_identity(self, identity: ManagedIdentity) -> None:
+        with self._lock:
+            self._identities[identity.client_id] = identity
+
+    def managed_identity(self, client_id: str) -> ManagedIdentity | None:
+        with self._lock:
+            return self._identities.get(client_id)
+
+    def federation_key(self, iss: str, kid: str) -> Any:
+        """The key that signed a federated token of ``iss``, or None: an external issuer's
+        own key, or the tenant's (managed identity tokens)."""
+        external = self.external_issuer(iss)
+        return external.key(kid) if external is not None else self.tenant_keys(iss, kid)
+
     def add_secret(self, client_id: str) -> str:
         secret = opaque("emu~")
         with self._lock:
@@ -191,7 +239,11 @@ class Directory:
 
     def has_credentials(self, client_id: str) -> bool:
         with self._lock:
-            return bool(self._secrets.get(client_id) or self._certs.get(client_id))
+            return bool(
+                self._secrets.get(client_id)
+                or self._certs.get(client_id)
+                or self._federated.get(client_id)
+            )
 
     # -- consent -----------------------------------------------------------------------------
     def grant(
