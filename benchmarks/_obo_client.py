@@ -13,8 +13,7 @@ import random
 
 from tests._fakes import AUTHORITY, CLIENT_ID, CLIENT_SECRET, TENANT_ID, user_token
 
-from better_auth_obo import ClientSecret
-from better_auth_obo._client import OBOClient
+from better_auth_obo import ClientSecret, OBOClient
 
 from ._doubles import SCOPE, FastEntra
 from ._stats import Timing, time_async

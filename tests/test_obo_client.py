@@ -13,8 +13,13 @@ import jwt
 import pytest
 from tests._leaks import register
 
-from better_auth_obo import ClientSecret, InvalidAssertionError, OBOError, www_authenticate
-from better_auth_obo._client import OBOClient
+from better_auth_obo import (
+    ClientSecret,
+    InvalidAssertionError,
+    OBOClient,
+    OBOError,
+    www_authenticate,
+)
 from better_auth_obo.testing import App, EntraEmulator, User
 
 GRAPH_USER_READ = "https://graph.microsoft.com/User.Read"

@@ -18,6 +18,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time ``__getattr__`` below
+    from ._client import OBOClient, OBOToken
     from ._config import OBOApplication
     from ._credentials import ClientCertificate, ClientSecret, credential_expiry_warnings
     from ._errors import (
@@ -58,9 +59,11 @@ __all__ = [
     "NullLease",
     "OBOAccount",
     "OBOApplication",
+    "OBOClient",
     "OBOConfigurationWarning",
     "OBOError",
     "OBOPlugin",
+    "OBOToken",
     "PostgresAdvisoryLease",
     "ReauthenticationRequiredError",
     "RedisLease",
@@ -92,7 +95,9 @@ _HOME = {
     "OBOApplication": "._config",
     "OBOConfigurationWarning": "._errors",
     "OBOError": "._errors",
+    "OBOClient": "._client",
     "OBOPlugin": "._plugin",
+    "OBOToken": "._client",
     "PostgresAdvisoryLease": "._lease",
     "ReauthenticationRequiredError": "._errors",
     "RedisLease": "._lease",
