@@ -20,7 +20,13 @@ import typing
 if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time ``__getattr__`` below
     from ._client import OBOClient, OBOToken
     from ._config import OBOApplication
-    from ._credentials import ClientCertificate, ClientSecret, credential_expiry_warnings
+    from ._credentials import (
+        ClientCertificate,
+        ClientSecret,
+        FederatedAssertion,
+        ManagedIdentityAssertion,
+        credential_expiry_warnings,
+    )
     from ._errors import (
         OBO_ERROR_CODES,
         AccountNotFoundError,
@@ -53,9 +59,11 @@ __all__ = [
     "EntraError",
     "EntraUnavailableError",
     "ErrorCode",
+    "FederatedAssertion",
     "InteractionRequiredError",
     "InvalidAssertionError",
     "Lease",
+    "ManagedIdentityAssertion",
     "NullLease",
     "OBOAccount",
     "OBOApplication",
@@ -87,9 +95,11 @@ _HOME = {
     "EntraError": "._errors",
     "EntraUnavailableError": "._errors",
     "ErrorCode": "._errors",
+    "FederatedAssertion": "._credentials",
     "InteractionRequiredError": "._errors",
     "InvalidAssertionError": "._errors",
     "Lease": "._lease",
+    "ManagedIdentityAssertion": "._credentials",
     "NullLease": "._lease",
     "OBOAccount": "._store",
     "OBOApplication": "._config",

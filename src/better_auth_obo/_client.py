@@ -155,7 +155,10 @@ class OBOClient:
         self._clock = clock
 
         def authenticators(endpoint: str) -> list[tuple[str, ClientAuthenticator]]:
-            return [(label, c.authenticator(client_id, endpoint)) for label, c in labelled]
+            http = self._http_client  # a managed identity fetches its token with it
+            return [
+                (label, c.authenticator(client_id, endpoint, http=http)) for label, c in labelled
+            ]
 
         self._engine = ExchangeEngine(
             client_id=client_id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ._entra_auth import (
     ClientAuthenticator,
@@ -34,12 +36,16 @@ from ._entra_auth import (
     client_secret_authenticator,
     require_text,
 )
+from ._secretless import FederatedAssertion, HttpSource, ManagedIdentityAssertion, WatchedFile
 
 __all__ = [
     "CREDENTIAL_TYPES",
+    "CertificateFile",
     "ClientCertificate",
     "ClientSecret",
     "Credential",
+    "FederatedAssertion",
+    "ManagedIdentityAssertion",
     "credential_expiry_warnings",
     "is_credential",
     "labelled_credentials",
@@ -78,9 +84,9 @@ class ClientSecret:
         return f"ClientSecret('********', method={self.method!r}, expires_at={self.expires_at!r})"
 
     def authenticator(
-        self, client_id: str, token_endpoint: str | None = None
+        self, client_id: str, token_endpoint: str | None = None, *, http: HttpSource | None = None
     ) -> ClientAuthenticator:
-        """Adds the secret to each token request (``token_endpoint`` is not needed)."""
+        """Adds the secret to each token request (``token_endpoint``, ``http``: not needed)."""
         return client_secret_authenticator(client_id, self.secret, method=self.method)
 
 
@@ -100,7 +106,8 @@ class ClientCertificate:
     ``send_certificate_chain`` adds ``x5c`` (every certificate of ``certificate_pem``,
     leaf first), needed for subject name / issuer ("SNI") authentication. The key must be
     RSA and must belong to the first certificate. Thumbprints are upper-case hex, as the
-    portal shows them.
+    portal shows them. ``from_pfx`` takes a PKCS#12 (PFX) file's bytes; ``from_path`` a
+    PEM or PFX file, re-read on the next use after it changes (rotation without restart).
     """
 
     __slots__ = (
@@ -124,12 +131,68 @@ class ClientCertificate:
         algorithm: Literal["PS256", "RS256"] = "PS256",
         send_certificate_chain: bool = False,
     ) -> None:
-        if algorithm not in ("PS256", "RS256"):
-            raise ValueError(f"algorithm must be 'PS256' or 'RS256', not {algorithm!r}")
         if password is not None and not isinstance(password, bytes):
             raise TypeError("password must be bytes or None")
-        key = _load_key(private_key_pem, password)
-        chain = _load_chain(certificate_pem)
+        self._setup(
+            _load_key(private_key_pem, password),
+            _load_chain(certificate_pem),
+            algorithm,
+            send_certificate_chain,
+        )
+
+    @classmethod
+    def from_pfx(
+        cls,
+        data: bytes,
+        password: bytes | str | None = None,
+        *,
+        algorithm: Literal["PS256", "RS256"] = "PS256",
+        send_certificate_chain: bool = False,
+    ) -> ClientCertificate:
+        """The key and certificate of a PKCS#12 (PFX / .p12) file's bytes, e.g. the one
+        Key Vault or the portal exports. Example::
+
+            ClientCertificate.from_pfx(Path("app.pfx").read_bytes(), password=os.environ["P"])
+        """
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be the PFX file's bytes, not {type(data).__name__}")
+        key, chain = _load_pfx(data, _password_bytes(password))
+        certificate = cls.__new__(cls)
+        certificate._setup(key, chain, algorithm, send_certificate_chain)
+        return certificate
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        password: bytes | str | None = None,
+        *,
+        algorithm: Literal["PS256", "RS256"] = "PS256",
+        send_certificate_chain: bool = False,
+    ) -> CertificateFile:
+        """A PEM (key and certificate in one file) or PFX file, read now and re-read on the
+        next use after it changes: write the renewed certificate over it, no restart.
+
+        Example::
+
+            ClientCertificate.from_path("/mnt/secrets/app.pem")
+        """
+        return CertificateFile(
+            path,
+            password=password,
+            algorithm=algorithm,
+            send_certificate_chain=send_certificate_chain,
+        )
+
+    def _setup(
+        self,
+        key: RSAPrivateKey,
+        chain: list[x509.Certificate],
+        algorithm: Literal["PS256", "RS256"],
+        send_certificate_chain: bool,
+    ) -> None:
+        if algorithm not in ("PS256", "RS256"):
+            raise ValueError(f"algorithm must be 'PS256' or 'RS256', not {algorithm!r}")
         leaf = chain[0]
         if _spki(leaf.public_key()) != _spki(key.public_key()):
             raise ValueError(
@@ -198,26 +261,123 @@ class ClientCertificate:
         token_endpoint: str,
         *,
         clock: Callable[[], float] = time.time,
+        http: HttpSource | None = None,
     ) -> ClientAuthenticator:
         """Signs a new assertion for every token request (``aud`` = ``token_endpoint``)."""
-        require_text("client_id", client_id)
-        require_text("token_endpoint", token_endpoint)
-
-        async def sign() -> str:
-            # An RSA signature costs about a millisecond of CPU: off the event loop, so a
-            # cold stampede does not stall every other request of the app.
-            return await asyncio.to_thread(
-                self.sign_assertion, client_id, token_endpoint, now=clock()
-            )
-
-        return client_assertion_authenticator(client_id, sign)
+        return _signing_authenticator(self.sign_assertion, client_id, token_endpoint, clock)
 
 
-#: Either kind of client credential.
-Credential = ClientSecret | ClientCertificate
+class CertificateFile:
+    """``ClientCertificate.from_path``: a PEM or PFX file followed across rotations.
+
+    Each use reads the file and loads it again when its content changed; a file
+    that cannot be read or loaded keeps the last good certificate and logs a warning (the
+    path and what failed, never key material). ``current`` is the certificate in use; its
+    thumbprints, expiry and subject are shown here too.
+    """
+
+    __slots__ = ("_file",)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        password: bytes | str | None = None,
+        algorithm: Literal["PS256", "RS256"] = "PS256",
+        send_certificate_chain: bool = False,
+    ) -> None:
+        secret = _password_bytes(password)
+        if algorithm not in ("PS256", "RS256"):
+            raise ValueError(f"algorithm must be 'PS256' or 'RS256', not {algorithm!r}")
+
+        def load(data: bytes) -> ClientCertificate:
+            return _certificate_from_file(data, secret, algorithm, send_certificate_chain)
+
+        self._file = WatchedFile(path, load, "certificate file")
+        self._file.read()  # a file that cannot be used fails now, at start-up
+
+    @property
+    def path(self) -> str:
+        return self._file.path
+
+    @property
+    def current(self) -> ClientCertificate:
+        """The certificate in the file now (re-read if the file changed)."""
+        return self._file.read()
+
+    @property
+    def thumbprint_sha1(self) -> str:
+        return self.current.thumbprint_sha1
+
+    @property
+    def thumbprint_sha256(self) -> str:
+        return self.current.thumbprint_sha256
+
+    @property
+    def not_after(self) -> datetime:
+        return self.current.not_after
+
+    @property
+    def subject(self) -> str:
+        return self.current.subject
+
+    def __repr__(self) -> str:
+        current = self.current
+        return (
+            f"ClientCertificate.from_path({self.path!r}, thumbprint_sha1="
+            f"{current.thumbprint_sha1!r}, not_after={current.not_after.isoformat()!r})"
+        )
+
+    def sign_assertion(self, client_id: str, token_endpoint: str, *, now: float) -> str:
+        """A client assertion signed by the file's current certificate."""
+        return self.current.sign_assertion(client_id, token_endpoint, now=now)
+
+    def authenticator(
+        self,
+        client_id: str,
+        token_endpoint: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        http: HttpSource | None = None,
+    ) -> ClientAuthenticator:
+        """Signs each request with the certificate in the file at that moment."""
+        return _signing_authenticator(self.sign_assertion, client_id, token_endpoint, clock)
+
+
+def _signing_authenticator(
+    sign_assertion: Callable[..., str],
+    client_id: str,
+    token_endpoint: str,
+    clock: Callable[[], float],
+) -> ClientAuthenticator:
+    require_text("client_id", client_id)
+    require_text("token_endpoint", token_endpoint)
+
+    async def sign() -> str:
+        # An RSA signature costs about a millisecond of CPU (and a rotated file's loading
+        # more): off the event loop, so a cold stampede does not stall the app.
+        return await asyncio.to_thread(sign_assertion, client_id, token_endpoint, now=clock())
+
+    return client_assertion_authenticator(client_id, sign)
+
+
+#: Every kind of client credential.
+Credential = (
+    ClientSecret
+    | ClientCertificate
+    | CertificateFile
+    | FederatedAssertion
+    | ManagedIdentityAssertion
+)
 #: What ``credentials=[...]`` accepts; a new credential type joins both this tuple and
-#: ``Credential``, and has ``authenticator(client_id, endpoint)``.
-CREDENTIAL_TYPES: tuple[type, ...] = (ClientSecret, ClientCertificate)
+#: ``Credential``, and has ``authenticator(client_id, endpoint, *, http=None)``.
+CREDENTIAL_TYPES: tuple[type, ...] = (
+    ClientSecret,
+    ClientCertificate,
+    CertificateFile,
+    FederatedAssertion,
+    ManagedIdentityAssertion,
+)
 
 
 def is_credential(value: object) -> TypeGuard[Credential]:
@@ -247,7 +407,7 @@ def credential_expiry_warnings(
     messages: list[str] = []
     for position, item in enumerate(credentials, start=1):
         label, credential = item if isinstance(item, tuple) else (None, item)
-        if isinstance(credential, ClientCertificate):
+        if isinstance(credential, (ClientCertificate, CertificateFile)):
             expiry, fix, refused = credential.not_after, _CERTIFICATE_FIX, "AADSTS700027"
             who = f"Certificate {label!r}" if label else "Certificate"
             name = f"{who} (SHA-1 thumbprint {credential.thumbprint_sha1}, {credential.subject})"
@@ -256,8 +416,10 @@ def credential_expiry_warnings(
                 continue
             expiry, fix, refused = credential.expires_at, _SECRET_FIX, "AADSTS7000222"
             name = f"Client secret {label!r}" if label else f"Client secret #{position}"
+        elif isinstance(credential, (FederatedAssertion, ManagedIdentityAssertion)):
+            continue  # short-lived tokens, renewed by their source: no date to warn about
         else:
-            raise TypeError(f"not a ClientSecret or ClientCertificate: {type(credential).__name__}")
+            raise TypeError(f"not a client credential: {type(credential).__name__}")
         when = f"{expiry.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
         if expiry <= now:
             messages.append(f"{name} expired on {when}: Entra ID refuses it ({refused}). {fix}")
@@ -297,6 +459,45 @@ def _load_key(data: str | bytes, password: bytes | None) -> RSAPrivateKey:
             "Entra ID certificate credentials sign with RSA (PS256 or RS256)"
         )
     return key
+
+
+def _password_bytes(password: bytes | str | None) -> bytes | None:
+    if password is None or isinstance(password, bytes):
+        return password
+    if isinstance(password, str):
+        return password.encode("utf-8")
+    raise TypeError(f"password must be bytes, str or None, not {type(password).__name__}")
+
+
+def _load_pfx(data: bytes, password: bytes | None) -> tuple[RSAPrivateKey, list[x509.Certificate]]:
+    try:
+        key, leaf, others = pkcs12.load_key_and_certificates(data, password)
+    except ValueError:
+        # cryptography's message says "invalid password or PKCS12 data": never the data.
+        raise ValueError(
+            "the PFX could not be loaded: it must be a PKCS#12 file, and the password right"
+        ) from None
+    if key is None or leaf is None:
+        raise ValueError("the PFX holds no private key and certificate pair")
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError(
+            f"the PFX's key is {type(key).__name__.removeprefix('_')}, not RSA: Entra ID "
+            "certificate credentials sign with RSA (PS256 or RS256)"
+        )
+    return key, [leaf, *others]
+
+
+def _certificate_from_file(
+    data: bytes, password: bytes | None, algorithm: Literal["PS256", "RS256"], send_chain: bool
+) -> ClientCertificate:
+    """A PEM (``-----BEGIN``: key and certificates in one file) or else a PFX file's bytes."""
+    if b"-----BEGIN" in data:
+        key, chain = _load_key(data, password), _load_chain(data)
+    else:
+        key, chain = _load_pfx(data, password)
+    certificate = ClientCertificate.__new__(ClientCertificate)
+    certificate._setup(key, chain, algorithm, send_chain)
+    return certificate
 
 
 def _load_chain(data: str | bytes) -> list[x509.Certificate]:

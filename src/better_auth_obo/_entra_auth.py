@@ -40,8 +40,11 @@ ClientAuthenticator = Callable[[dict[str, str], dict[str, str], str], Awaitable[
 #: Entra's answers meaning "this credential is wrong or expired", on which the next
 #: configured credential is tried (reference-error-codes): AADSTS7000215 invalid secret,
 #: AADSTS7000222 expired secret, AADSTS700027 client assertion signature invalid or its
-#: certificate not (or no longer) registered on the app.
-ROTATE_ON_CODES = frozenset({7000215, 7000222, 700027})
+#: certificate not (or no longer) registered on the app; for federated assertions
+#: (workload-identity-federation) AADSTS70021 no matching federated identity record,
+#: AADSTS700211 / 700212 / 700213 no record for its issuer / audience / subject, and
+#: AADSTS700024 the assertion is outside its validity (a token file no longer rotated).
+ROTATE_ON_CODES = frozenset({7000215, 7000222, 700027, 70021, 700211, 700212, 700213, 700024})
 
 # Body fields whose values are credentials: never logged, scrubbed from messages.
 _SECRET_FIELDS = ("assertion", "refresh_token", "client_secret", "client_assertion")

@@ -93,6 +93,9 @@ _CODE_REASONS: Mapping[int, str] = {
         (7000215, 7000222, 7000218, 700027, 700025, 700024, 50012, 700030, 50048, 7000214, 1000502),
         "client_credential_invalid",
     ),
+    # A federated assertion no federated identity credential of the app matches (70021), by
+    # issuer, audience or subject (700211, 700212, 700213): workload-identity-federation.
+    **dict.fromkeys((70021, 700211, 700212, 700213), "client_credential_invalid"),
     # The registration, tenant or scopes are wrong: retrying cannot help.
     **dict.fromkeys(
         (700016, 70011, 700022, 500011, 90002, 50194, 90009, 50020, 900144, 70003, 65005, 7000112),
@@ -145,6 +148,13 @@ _CODE_HINTS: Mapping[int, str] = {
     240002: "An ID token was sent: the assertion must be the user's access token for this app.",
     7000215: "The client secret is wrong: use the secret's value, not its ID.",
     7000222: "The client secret has expired: create a new one in the app registration.",
+    70021: (
+        "No federated identity credential of the app matches the federated token: add one "
+        "naming its issuer, subject and audience (api://AzureADTokenExchange)."
+    ),
+    700211: "No federated identity credential of the app names the federated token's issuer.",
+    700212: "The federated token's audience must be one its federated credential lists.",
+    700213: "No federated identity credential of the app names the federated token's subject.",
     700016: "The client ID is not registered in this tenant: check it and the authority's tenant.",
     700022: "All scopes of one request must belong to one resource: split the application.",
     50194: "A single-tenant app cannot use /common: put the tenant ID in the authority.",

@@ -517,7 +517,7 @@ class OBOPlugin(Plugin):
         if not self._credentials:  # the provider's own secret or client assertion
             return [("provider", settings.authenticator(endpoint))]
         return [
-            (label, credential.authenticator(settings.client_id, endpoint))
+            (label, credential.authenticator(settings.client_id, endpoint, http=self._http))
             for label, credential in self._credentials
         ]
 
