@@ -8,6 +8,9 @@ Two inputs, one set of checks:
 - an app's ``BetterAuth`` instance: its Microsoft provider and its ``OBOPlugin``,
   and with a user id, that user's stored Microsoft token (decoded, never printed).
 
+Either way the credential in use is reported with its expiry (``_doctor_credentials``):
+a certificate's notAfter, a federated token's ``exp``, a managed identity's reachability.
+
 The checks themselves live where the plugin uses them (``_assertion``, ``_provider``):
 the doctor reports what the plugin would warn about or refuse, before it does.
 
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._assertion import application_scope_problems, provider_scope_warnings
 from ._config import normalize_applications
+from ._doctor_credentials import plugin_credential_findings, secretless_environment_findings
 from ._doctor_report import Finding, Report
 from ._doctor_token import certificate_findings, stored_token_findings
 from ._errors import ConfigurationError
@@ -77,6 +81,7 @@ def check_environment(environ: Mapping[str, str], *, now: float) -> Report:
     report.findings.append(_env_credentials(environ, certificate))
     report.findings.extend(provider_findings(settings, defaulted=not raw_scopes))
     report.findings.extend(certificate_findings(certificate, environ, now=now))
+    report.findings.extend(secretless_environment_findings(environ, now=now))
     report.findings.extend(_env_applications(environ.get("OBO_APPLICATIONS")))
     return report
 
@@ -111,6 +116,7 @@ async def check_auth(
     else:
         apps = {name: app.scope for name, app in plugin.applications.items()}
         report.findings.extend(application_findings(apps))
+        report.findings.extend(await _plugin_credentials(plugin, now=now))
     if user_id is not None and settings is not None:
         await stored_token_findings(report, auth, user_id, settings, now=now)
     return report
@@ -173,12 +179,17 @@ def _env_credentials(environ: Mapping[str, str], certificate: str | None) -> Fin
         return Finding("credentials", "ok", "certificate (AZURE_CLIENT_CERTIFICATE_PATH)")
     if environ.get("AZURE_FEDERATED_TOKEN_FILE"):
         return Finding("credentials", "ok", "federated credential (AZURE_FEDERATED_TOKEN_FILE)")
+    if environ.get("IDENTITY_ENDPOINT") and environ.get("IDENTITY_HEADER"):
+        return Finding(
+            "credentials", "ok", "managed identity as a federated credential (IDENTITY_ENDPOINT)"
+        )
     return Finding(
         "credentials",
         "problem",
         "No client credential: Entra ID allows On-Behalf-Of only for confidential clients. "
         "Set AZURE_CLIENT_SECRET (a secret from 'Certificates & secrets'), or "
-        "AZURE_CLIENT_CERTIFICATE_PATH, or a federated credential (AZURE_FEDERATED_TOKEN_FILE)",
+        "AZURE_CLIENT_CERTIFICATE_PATH, or a federated credential (AZURE_FEDERATED_TOKEN_FILE, "
+        "or a managed identity: IDENTITY_ENDPOINT and IDENTITY_HEADER)",
     )
 
 
@@ -191,6 +202,14 @@ def _auth_credentials(auth: BetterAuth) -> Finding:
     if method and method not in ("client_secret_post", "client_secret_basic"):
         return Finding("credentials", "ok", f"client authentication {method}")
     return Finding("credentials", "ok", "client secret")
+
+
+async def _plugin_credentials(plugin: Any, *, now: float) -> list[Finding]:
+    """The plugin's own ``credentials=[...]``, each with its expiry or reachability. A
+    managed identity is probed with a client of its own, closed at once (the app's client
+    would keep a connection open past this one-shot event loop)."""
+    labelled = getattr(plugin, "_credentials", None) or []
+    return await plugin_credential_findings(labelled, now=now, http=None)
 
 
 def _settings_of(provider: Any) -> MicrosoftSettings:

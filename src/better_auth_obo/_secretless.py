@@ -34,7 +34,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,7 +252,10 @@ class ManagedIdentityAssertion:
         resource: str = TOKEN_EXCHANGE_AUDIENCE,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """``environ`` (default ``os.environ``) is where ``IDENTITY_ENDPOINT`` and
+        ``IDENTITY_HEADER`` are looked up (the doctor passes its own mapping)."""
         if client_id is not None:
             require_text("client_id", client_id)
         require_text("resource", resource)
@@ -262,8 +265,9 @@ class ManagedIdentityAssertion:
         self.resource = resource
         self._http_client = http_client
         self._clock = clock
-        endpoint = os.environ.get("IDENTITY_ENDPOINT", "").strip()
-        header = os.environ.get("IDENTITY_HEADER", "").strip()
+        env = os.environ if environ is None else environ
+        endpoint = env.get("IDENTITY_ENDPOINT", "").strip()
+        header = env.get("IDENTITY_HEADER", "").strip()
         self.protocol = "app_service" if endpoint and header else "imds"
         self._endpoint = endpoint if self.protocol == "app_service" else IMDS_ENDPOINT
         self._header = header
@@ -311,11 +315,12 @@ class ManagedIdentityAssertion:
         return client_assertion_authenticator(client_id, get_assertion)
 
     async def _fetch(self, http: HttpSource | None) -> _IdentityToken:
-        params, headers = self._request()
+        params, headers = self.request_parts()
         client = self._http_client or _resolve(http)
         try:
             if client is None:  # no plugin client: a short-lived one of our own
-                async with httpx.AsyncClient() as own:
+                # Never through a proxy: the endpoint is on localhost or link-local.
+                async with httpx.AsyncClient(trust_env=False) as own:
                     response = await own.get(
                         self._endpoint, params=params, headers=headers, timeout=_MI_TIMEOUT
                     )
@@ -328,7 +333,7 @@ class ManagedIdentityAssertion:
                 f"The managed identity endpoint ({self._where}) could not be reached "
                 f"({type(exc).__name__}): is a managed identity assigned to this resource?"
             ) from None
-        token = self._read_answer(response)
+        token = self.read_answer(response)
         self._token = token
         return token
 
@@ -336,7 +341,8 @@ class ManagedIdentityAssertion:
     def _where(self) -> str:
         return "App Service IDENTITY_ENDPOINT" if self.protocol == "app_service" else "IMDS"
 
-    def _request(self) -> tuple[dict[str, str], dict[str, str]]:
+    def request_parts(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The query parameters and headers of a token request to ``endpoint``."""
         if self.protocol == "app_service":
             params = {"api-version": _APP_SERVICE_API_VERSION, "resource": self.resource}
             headers = {"X-IDENTITY-HEADER": self._header}
@@ -347,7 +353,8 @@ class ManagedIdentityAssertion:
             params["client_id"] = self.client_id
         return params, headers
 
-    def _read_answer(self, response: httpx.Response) -> _IdentityToken:
+    def read_answer(self, response: httpx.Response) -> _IdentityToken:
+        """The token in the endpoint's answer, or the error it means (never its body)."""
         status = response.status_code
         try:
             body: Any = response.json()

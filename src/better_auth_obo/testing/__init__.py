@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._emulator import EntraEmulator
     from ._errors import CATALOGUE
     from ._faults import Fault, Faults
+    from ._federation import ExternalIssuer, FederatedCredential, ManagedIdentity
     from ._models import App, Certificate, Tenant, TokenRequest, User
     from ._wire import GRAPH_APP_ID, GRAPH_RESOURCE
 
@@ -32,8 +33,11 @@ __all__ = [
     "App",
     "Certificate",
     "EntraEmulator",
+    "ExternalIssuer",
     "Fault",
     "Faults",
+    "FederatedCredential",
+    "ManagedIdentity",
     "Tenant",
     "TokenRequest",
     "User",
@@ -46,8 +50,11 @@ _HOME = {
     "App": "._models",
     "Certificate": "._models",
     "EntraEmulator": "._emulator",
+    "ExternalIssuer": "._federation",
     "Fault": "._faults",
     "Faults": "._faults",
+    "FederatedCredential": "._federation",
+    "ManagedIdentity": "._federation",
     "Tenant": "._models",
     "TokenRequest": "._models",
     "User": "._models",
