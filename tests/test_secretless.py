@@ -424,3 +424,10 @@ def test_reprs_hold_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "sig-secret-part" not in repr(federated)
     assert os.fspath(token_file) in repr(federated)
     logging.getLogger("better_auth_obo").info("%r %r", credential, federated)
+
+
+def test_credentials_name_every_accepted_kind() -> None:
+    from better_auth_obo import OBOPlugin
+
+    with pytest.raises(TypeError, match="FederatedAssertion, ManagedIdentityAssertion"):
+        OBOPlugin(applications={"graph": {"scope": ["User.Read"]}}, credentials=["a secret"])  # type: ignore[list-item]

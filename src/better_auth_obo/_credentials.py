@@ -380,6 +380,9 @@ CREDENTIAL_TYPES: tuple[type, ...] = (
 )
 
 
+_KINDS = "ClientSecret, ClientCertificate, FederatedAssertion, ManagedIdentityAssertion"
+
+
 def is_credential(value: object) -> TypeGuard[Credential]:
     return isinstance(value, CREDENTIAL_TYPES)
 
@@ -554,14 +557,13 @@ def labelled_credentials(
     if credentials is None:
         return []
     if not isinstance(credentials, (list, tuple)):
-        raise TypeError("credentials must be a list of ClientSecret / ClientCertificate")
+        raise TypeError(f"credentials must be a list of {_KINDS}")
     labelled: list[tuple[str, Credential]] = []
     for index, item in enumerate(credentials):
         label, credential = item if isinstance(item, tuple) else (None, item)
         if not is_credential(credential):
             raise TypeError(
-                f"credentials[{index}] must be a ClientSecret or a ClientCertificate, "
-                f"got {type(credential).__name__}"
+                f"credentials[{index}] must be one of {_KINDS}, got {type(credential).__name__}"
             )
         labelled.append((label or f"{type(credential).__name__.lower()}-{index}", credential))
     return labelled
