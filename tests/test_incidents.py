@@ -221,7 +221,7 @@ async def test_token_endpoint_clients_are_bounded_across_tenants() -> None:
         ids.append((await seed_user(auth, token=token, expires_at=clock.now + 3600))["id"])
     await hit_all(plugin, ids)
     assert len({r["url"] for r in wire.exchanges}) == tenants  # each to its own tenant
-    assert len(plugin._clients) == 1_000
+    assert plugin._engine is not None and len(plugin._engine._clients) == 1_000
     await plugin.aclose()
 
 

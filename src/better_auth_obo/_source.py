@@ -89,7 +89,7 @@ class TokenSource:
         cached = None if force else self._servable(rows, user_id, application, keep)
         # A user row deleted without our hooks leaves its account rows behind where no
         # foreign key cascades (SQLite, MemoryAdapter): a deleted user gets nothing.
-        if cached is not None and await self.store.user_exists(user_id):
+        if cached is not None and await self.store.user_present(rows, user_id):
             return Loaded(cached, "database")
         async with self.lease.hold(f"{user_id}:{application}", ttl=self.lease_ttl) as held:
             # Another process may have written it while we waited (also when the wait
@@ -102,7 +102,7 @@ class TokenSource:
                     raise AccountNotFoundError()
                 stored = self.store.decrypt(rows.microsoft.get("accessToken")) or ""
                 again = self._servable(rows, user_id, application, keep)
-                if again is not None and await self.store.user_exists(user_id):
+                if again is not None and await self.store.user_present(rows, user_id):
                     return Loaded(again, "database")
             try:
                 return await self._exchange(user_id, application, rows, stored, claims)
@@ -169,7 +169,9 @@ class TokenSource:
             microsoft, stored, tid=tid, account_id=account_id
         )
         verified = await self.verifier.verify(assertion, account_id=account_id)
-        if not await self.store.user_exists(user_id):
+        # Whether the user still exists: the rows read show it where they go with the user
+        # (no statement); elsewhere the user row is read. Checked again after the write.
+        if not await self.store.user_present(rows, user_id):
             raise AccountNotFoundError()
         now = self.clock()
         result = await self.client_for(verified.tid).exchange(
@@ -180,7 +182,8 @@ class TokenSource:
         )
         bound_to = fingerprint(assertion)
         generation = rows.generation(application)
-        return await self._save(user_id, application, result, bound_to, now, generation)
+        exists = provider_id(application) in rows.cached
+        return await self._save(user_id, application, result, bound_to, now, generation, exists)
 
     async def _save(
         self,
@@ -190,9 +193,12 @@ class TokenSource:
         bound_to: str,
         now: float,
         generation: str,
+        exists: bool,
     ) -> Loaded:
         try:
-            token = await self.store.write(user_id, application, result, bound_to, now, generation)
+            token = await self.store.write(
+                user_id, application, result, bound_to, now, generation, exists=exists
+            )
         except Exception as exc:
             # The token is good; only caching failed. Serve it (the original's promise).
             logger.warning(
@@ -206,7 +212,7 @@ class TokenSource:
         try:
             after = await self.store.user_rows(user_id)
             # A user row deleted without our hooks (a raw delete, no foreign key cascade).
-            exists = after.microsoft is not None and await self.store.user_exists(user_id)
+            present = await self.store.user_present(after, user_id)
         except Exception as exc:
             # The database failed between two statements. The row carries the generation
             # stamp it was minted under and stays bound to its Microsoft token, so a revoke
@@ -220,7 +226,7 @@ class TokenSource:
             return Loaded(token, "exchange")
         microsoft = after.microsoft
         if (
-            exists
+            present
             and microsoft is not None
             and after.generation(application) == generation
             and fingerprint(self.store.decrypt(microsoft.get("accessToken")) or "") == bound_to

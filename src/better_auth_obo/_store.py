@@ -27,6 +27,7 @@ our own hooks cannot recurse.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -57,6 +58,8 @@ __all__ = [
     "obo_row_id",
     "provider_id",
 ]
+
+logger = logging.getLogger("better_auth_obo")
 
 MICROSOFT_PROVIDER_ID = "microsoft"
 OBO_PROVIDER_PREFIX = "microsoft:"
@@ -158,6 +161,25 @@ class OBOStore:
 
     def __init__(self, auth: BetterAuth) -> None:
         self._auth = auth
+        self._cascades: bool | None = None
+
+    # --- whether the user's rows go with the user ----------------------------------
+
+    async def user_present(self, rows: UserRows, user_id: str) -> bool:
+        """True while the user exists, given their rows just read.
+
+        Where the database deletes a user's ``account`` rows with the user (the host's
+        schema declares ``ON DELETE CASCADE`` on ``account.userId``; PostgreSQL and
+        MySQL/MariaDB enforce it, SQLite when ``PRAGMA foreign_keys=ON``), a Microsoft
+        row read is proof enough: no statement. Elsewhere (the memory adapter, SQLite
+        without the pragma) a user deleted without our hooks leaves the rows behind, and
+        the ``user`` row is read.
+        """
+        if rows.microsoft is None:
+            return False
+        if self._cascades is None:
+            self._cascades = await _cascades(self._auth.adapter)
+        return self._cascades or await self.user_exists(user_id)
 
     # --- encryption, exactly as the host does it ------------------------------------
 
@@ -234,9 +256,12 @@ class OBOStore:
         fingerprint: str,
         now: float,
         generation: str,
+        *,
+        exists: bool = True,
     ) -> CachedToken:
         """Upsert the row for (user, application): exactly one row, even across processes
-        (``_upsert``)."""
+        (``_upsert``). ``exists``: whether the last read saw the row (one statement then,
+        an update or an insert, when nothing changed meanwhile)."""
         row_id = obo_row_id(user_id, application)
         stamp = datetime.fromtimestamp(int(now), tz=timezone.utc)
         # Whole seconds: MySQL-family DATETIME drops fractions, and L1 must match L2.
@@ -251,7 +276,7 @@ class OBOStore:
             "updatedAt": stamp,
         }
         created = {"userId": user_id, "providerId": provider_id(application), "createdAt": stamp}
-        updated = await self._upsert(row_id, data, created)
+        updated = await self._upsert(row_id, data, created, insert_first=not exists)
         created_at = as_utc((updated or {}).get("createdAt"))
         return cached_token(
             user_id, application, result, fingerprint, now, generation, created=created_at
@@ -313,18 +338,21 @@ class OBOStore:
         created: dict[str, Any],
         *,
         may_create: Callable[[], Awaitable[bool]] | None = None,
+        insert_first: bool = False,
     ) -> dict[str, Any] | None:
         """Update the row ``row_id`` with ``data``, or create it (``created`` + ``data``).
 
         The id is deterministic, so concurrent first writes collide on the primary key:
         the loser catches the integrity error and updates instead. ``may_create`` is
-        asked before creating (False: nothing is written).
+        asked before creating (False: nothing is written). ``insert_first``: the row was
+        not there a moment ago, so the insert is tried first (one statement, not two).
         """
         adapter = self._auth.adapter
         where = [Where("id", row_id)]
-        updated: dict[str, Any] | None = await adapter.update("account", where, data)
-        if updated is not None:
-            return updated
+        if not insert_first:
+            updated: dict[str, Any] | None = await adapter.update("account", where, data)
+            if updated is not None:
+                return updated
         if may_create is not None and not await may_create():
             return None
         try:
@@ -337,6 +365,37 @@ class OBOStore:
             # Another process created it first (or the user went meanwhile): update it.
             result: dict[str, Any] | None = await adapter.update("account", where, data)
             return result
+
+
+async def _cascades(adapter: Any) -> bool:
+    """Whether deleting a ``user`` row deletes its ``account`` rows (see ``user_present``):
+    the ``account`` table's foreign key to ``user`` says ``ON DELETE CASCADE``, and the
+    database enforces it (SQLite only with ``PRAGMA foreign_keys=ON``). Asked once; any
+    doubt (the memory adapter, an adapter we do not know, no such key) reads as no."""
+    engine = getattr(adapter, "engine", None)
+    if engine is None or not hasattr(engine, "connect"):
+        return False
+    try:
+        async with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                pragma = await connection.exec_driver_sql("PRAGMA foreign_keys")
+                if not pragma.scalar():
+                    return False
+            keys = await connection.run_sync(_account_foreign_keys)
+    except Exception:  # no answer is a no: the user row is read instead
+        logger.debug("could not read the account table's foreign keys", exc_info=True)
+        return False
+    return any(
+        key.get("referred_table") == "user"
+        and str((key.get("options") or {}).get("ondelete", "")).upper() == "CASCADE"
+        for key in keys
+    )
+
+
+def _account_foreign_keys(connection: Any) -> list[dict[str, Any]]:
+    from sqlalchemy import inspect
+
+    return list(inspect(connection).get_foreign_keys("account"))
 
 
 def cached_token(
