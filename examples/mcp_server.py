@@ -19,30 +19,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import jwt
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerificationError, TokenVerifier
 from fastmcp.server.dependencies import CurrentAccessToken
 
 from better_auth_obo import (
-    EntraError,
     EntraUnavailableError,
     InvalidAssertionError,
     OBOError,
-    ReauthenticationRequiredError,
     claims_challenge,
 )
 from examples.api_common import ApiConfig, GraphAsCaller, GraphError
 
 
 class EntraTokenVerifier(TokenVerifier):
-    """FastMCP's bearer-token hook, verifying inbound Entra ID tokens with ``OBOClient``.
-
-    ``OBOClient`` has no verify-only call, so the check is the exchange itself: it
-    verifies first and refuses a bad token before any request to Entra ID, and its
-    result is cached, so the tool's exchange with the same token is a cache hit.
-    """
+    """FastMCP's bearer-token hook, verifying inbound Entra ID tokens with ``OBOClient``:
+    signature, issuer, audience, tenant and time, before any tool runs (no exchange:
+    the tool exchanges when it needs Graph)."""
 
     def __init__(self, graph: GraphAsCaller) -> None:
         super().__init__(required_scopes=[graph.config.required_scope])
@@ -55,35 +49,21 @@ class EntraTokenVerifier(TokenVerifier):
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            await self.graph.exchange(token)
-        except InvalidAssertionError as exc:
-            if exc.reason != "scope":
-                return None  # foreign, tampered, expired: 401 invalid_token
-            # Verified, but without this server's scope: FastMCP answers 403
-            # insufficient_scope from the token's own scopes below.
-        except ReauthenticationRequiredError:
-            return None  # Entra ID refused the token itself: the client needs a new one
+            caller = await self.graph.obo.verify(token)
+        except InvalidAssertionError:
+            return None  # foreign, tampered, expired: 401 invalid_token
         except EntraUnavailableError as exc:
-            # Fail closed; FastMCP's "verification unavailable" (the request fails).
+            # No signing keys could be had: fail closed ("verification unavailable").
             raise TokenVerificationError("Entra ID is unavailable; try again later") from exc
-        except EntraError:
-            # The token passed every check; Entra ID refused the exchange (a claims
-            # challenge, consent): the tool call reports it to the client.
-            pass
-        return _access_token(token)
-
-
-def _access_token(token: str) -> AccessToken:
-    # The claims of a token OBOClient has just verified (signature included).
-    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return AccessToken(
-        token=token,
-        client_id=str(claims.get("azp") or claims.get("appid") or ""),
-        scopes=str(claims.get("scp", "")).split(),
-        expires_at=int(claims["exp"]),
-        subject=claims.get("oid"),
-        claims=claims,
-    )
+        # FastMCP answers 403 insufficient_scope from these scopes when one is missing.
+        return AccessToken(
+            token=token,
+            client_id=caller.client_id or "",
+            scopes=list(caller.scopes),
+            expires_at=int(caller.expires_at.timestamp()),
+            subject=caller.oid,
+            claims={"oid": caller.oid, "tid": caller.tid},
+        )
 
 
 def _tool_error(exc: OBOError) -> ToolError:

@@ -234,3 +234,22 @@ async def test_arguments_and_lifecycle(api: Api) -> None:
     await api.client.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await api.client.exchange(assertion=api.token(), application_name="graph")
+
+
+async def test_verify_says_who_sent_the_token_without_an_exchange(api: Api) -> None:
+    inbound = api.token()
+    caller = await api.client.verify(inbound, required_scopes=["access_as_user"])
+    assert caller.oid == api.user.oid and caller.tid == api.entra.tenant_id
+    assert caller.scopes == ("access_as_user",) and caller.client_id == api.app.client_id
+    assert caller.expires_at.timestamp() > time.time()
+    assert inbound not in repr(caller)
+    with pytest.raises(InvalidAssertionError) as info:
+        await api.client.verify(_tampered(inbound))
+    assert info.value.reason == "signature"
+    with pytest.raises(InvalidAssertionError, match="Files"):
+        await api.client.verify(inbound, required_scopes=["Files.Read"])
+    api.clock.offset = 7200  # remembered verdicts still check the time
+    with pytest.raises(InvalidAssertionError) as info:
+        await api.client.verify(inbound)
+    assert info.value.reason == "expired"
+    assert api.exchanges() == 0

@@ -18,7 +18,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time ``__getattr__`` below
-    from ._client import OBOClient, OBOToken
+    from ._client import OBOCaller, OBOClient, OBOToken
     from ._config import OBOApplication
     from ._credentials import (
         ClientCertificate,
@@ -67,6 +67,7 @@ __all__ = [
     "NullLease",
     "OBOAccount",
     "OBOApplication",
+    "OBOCaller",
     "OBOClient",
     "OBOConfigurationWarning",
     "OBOError",
@@ -105,6 +106,7 @@ _HOME = {
     "OBOApplication": "._config",
     "OBOConfigurationWarning": "._errors",
     "OBOError": "._errors",
+    "OBOCaller": "._client",
     "OBOClient": "._client",
     "OBOPlugin": "._plugin",
     "OBOToken": "._client",

@@ -31,6 +31,7 @@ from ._engine import ExchangeEngine
 from ._entra import ClientAuthenticator
 from ._errors import (
     InvalidAssertionError,
+    KeyRetiredError,
     ReauthenticationRequiredError,
     UnknownApplicationError,
 )
@@ -38,7 +39,7 @@ from ._provider import DEFAULT_AUTHORITY
 from ._retry import RetryPolicy
 from ._verify import ANY_ACCOUNT, VerifiedToken
 
-__all__ = ["OBOClient", "OBOToken"]
+__all__ = ["OBOCaller", "OBOClient", "OBOToken"]
 
 _DEFAULT_RETRY = RetryPolicy()
 #: How the verifier names the token in its messages (it was written for the plugin's).
@@ -82,6 +83,21 @@ class OBOToken:
     def authorization(self) -> str:
         """The ``Authorization`` header value: ``Bearer <token>``."""
         return f"Bearer {self.access_token}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OBOCaller:
+    """Who sent a verified inbound token (never the token itself)."""
+
+    #: The user's object id (``oid``).
+    oid: str
+    #: The user's tenant (``tid``), a GUID.
+    tid: str
+    #: The client application the token was issued to (``azp``, v1 ``appid``).
+    client_id: str | None
+    #: The delegated scopes (``scp``) the token carries.
+    scopes: tuple[str, ...]
+    expires_at: datetime
 
 
 class _Cached(NamedTuple):
@@ -223,10 +239,7 @@ class OBOClient:
         if self._closed:
             raise RuntimeError("OBOClient is closed (aclose() was called)")
         challenge = normalize_claims(claims)
-        verified = await self._verify(assertion)
-        scopes = frozenset(verified.claims.scopes)
-        if not required <= scopes:
-            raise _missing_scopes(required - scopes)
+        verified = await self._verified(assertion, required)
         text = json.dumps(challenge, sort_keys=True) if challenge else ""
         if force_refresh and not text:
             text = "force"
@@ -238,6 +251,22 @@ class OBOClient:
         except FlightClosed:
             raise RuntimeError("OBOClient is closed (aclose() was called)") from None
         return cached.token
+
+    async def verify(self, assertion: str, *, required_scopes: Iterable[str] = ()) -> OBOCaller:
+        """Verify an inbound token without exchanging it (e.g. a framework's bearer hook):
+        the same checks as ``exchange``, and who sent it. Verdicts are remembered per
+        token; the time is checked on every call."""
+        if not isinstance(assertion, str) or not assertion:
+            raise InvalidAssertionError("No bearer token was given", reason="malformed")
+        verified = await self._verified(assertion, frozenset(_scopes_option(required_scopes)))
+        claims = verified.claims
+        return OBOCaller(
+            oid=verified.subject,
+            tid=verified.tid,
+            client_id=claims.azp,
+            scopes=claims.scopes,
+            expires_at=datetime.fromtimestamp(verified.expires_at, timezone.utc),
+        )
 
     async def aclose(self) -> None:
         """Cancel exchanges in flight and close the HTTP client this client made."""
@@ -253,6 +282,13 @@ class OBOClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _verified(self, assertion: str, required: frozenset[str]) -> VerifiedToken:
+        verified = await self._verify(assertion)
+        scopes = frozenset(verified.claims.scopes)
+        if not required <= scopes:
+            raise _missing_scopes(required - scopes)
+        return verified
+
     async def _verify(self, assertion: str) -> VerifiedToken:
         try:
             return await self._engine.verifier.verify(assertion, account_id=ANY_ACCOUNT)
@@ -265,6 +301,12 @@ class OBOClient:
             else:
                 message = exc.message.replace(_STORED, "The inbound token", 1)
             raise InvalidAssertionError(message, reason=exc.reason) from None
+        except KeyRetiredError:
+            raise InvalidAssertionError(
+                "The inbound token is signed by a key Entra ID no longer publishes: the client "
+                "must send a current token",
+                reason="signature",
+            ) from None
         except ReauthenticationRequiredError:
             # For the plugin the user signs in again; an API's client gets a new token.
             raise InvalidAssertionError(
