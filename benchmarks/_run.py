@@ -17,6 +17,7 @@ from ._cold import cold_run, stampede
 from ._downstream import downstream_hits
 from ._emulated import emulated_cold_run
 from ._emulator_speed import emulator_speed
+from ._fair_miss import fair_miss_rows
 from ._hit import dict_lookup, hit_path
 from ._incidents import failing_due_keys, outage, shutdown_mid_storm, throttle_cost
 from ._miss import miss_cost
@@ -259,6 +260,7 @@ async def run(quick: bool) -> list[Row]:
             "",
         )
     )
+    rows += await fair_miss_rows(quick)
     entry = hits[scale].entry_bytes
     if entry is not None:
         total = entry * 100_000 / 1e6
