@@ -599,3 +599,32 @@ async def test_unlink_during_an_exchange_leaves_nothing_servable(
     with pytest.raises(APIError) as info:
         await plugin.get_obo_token(user_id=user["id"], application_name="graph")
     assert info.value.code == "MICROSOFT_ACCOUNT_NOT_FOUND"
+
+
+@pytest.mark.parametrize("option", ["expiry_buffer", "refresh_margin", "refresh_ahead", "timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1])
+def test_seconds_options_refuse_nan_inf_and_negatives_by_name(option: str, value: float) -> None:
+    from better_auth_obo import ClientSecret, OBOClient, OBOPlugin
+
+    apps = {"graph": {"scope": ["https://graph.microsoft.com/.default"]}}
+    with pytest.raises(ValueError, match=option):
+        OBOPlugin(applications=apps, **{option: value})
+    if option in ("expiry_buffer", "timeout"):
+        secret = [ClientSecret("s" * 40)]
+        with pytest.raises(ValueError, match=option):
+            OBOClient(
+                client_id="c",
+                tenant_id="t",
+                credentials=secret,
+                applications=apps,
+                **{option: value},
+            )
+
+
+def test_cache_revalidate_after_may_be_infinite_but_not_nan() -> None:
+    from better_auth_obo import OBOPlugin
+
+    apps = {"graph": {"scope": ["https://graph.microsoft.com/.default"]}}
+    assert OBOPlugin(applications=apps, cache_revalidate_after=float("inf"))
+    with pytest.raises(ValueError, match="cache_revalidate_after"):
+        OBOPlugin(applications=apps, cache_revalidate_after=float("nan"))

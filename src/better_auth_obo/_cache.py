@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
+from ._config import seconds_option
+
 __all__ = ["FlightClosed", "SingleFlight", "TokenCache", "cancel_all"]
 
 K = TypeVar("K", bound=Hashable)
@@ -291,6 +293,4 @@ def _seconds(name: str, value: object) -> float:
 
 
 def _check_seconds(name: str, value: object, *, allow_inf: bool) -> None:
-    seconds = _seconds(name, value)
-    if seconds < 0 or (math.isinf(seconds) and not allow_inf):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+    seconds_option(name, value, allow_inf=allow_inf)

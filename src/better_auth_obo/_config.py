@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ class OBOApplication:
     The plain dict ``{"scope": [...]}`` is accepted wherever this is.
     """
 
-    scope: tuple[str, ...] = field(default=())
+    #: Any sequence of strings (a list, as documented); kept as a tuple.
+    scope: Sequence[str] = field(default=())
 
     def __post_init__(self) -> None:
         raw: Any = self.scope
@@ -96,10 +98,19 @@ def normalize_applications(applications: Any) -> Mapping[str, OBOApplication]:
     return result
 
 
-def seconds_option(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
+def seconds_option(name: str, value: Any, *, allow_inf: bool = False) -> float:
+    """An option in seconds: a finite number >= 0 (``allow_inf``: or infinity), named in
+    the error when it is not (NaN would make every comparison false and pass silently)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if math.isnan(seconds) or seconds < 0 or (math.isinf(seconds) and not allow_inf):
+        finite = "" if allow_inf else "finite "
+        raise ValueError(f"{name} must be a {finite}number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def app_id_uris_option(value: Iterable[str]) -> tuple[str, ...]:

@@ -134,7 +134,7 @@ class OBOPlugin(Plugin):
         self._app_id_uris = app_id_uris_option(app_id_uris)
         self.client_capabilities = capabilities_option(client_capabilities)
         self.cache_revalidate_after = seconds_option(
-            "cache_revalidate_after", cache_revalidate_after
+            "cache_revalidate_after", cache_revalidate_after, allow_inf=True
         )
         self._l1: TokenCache[OBOAccount] = TokenCache(
             max_entries=cache_max_entries,
