@@ -263,6 +263,12 @@ async def test_http_auth_raises_the_step_up_error_when_the_user_is_needed(world:
         with pytest.raises(APIError) as info:
             await client.get("https://graph.microsoft.com/v1.0/me")
     assert (info.value.extra or {}).get("reason") == "interaction_required"
+    # The typed error rides along: except APIError keeps working, and the kind is checkable.
+    from better_auth_obo import InteractionRequiredError, OBOAPIError
+
+    assert isinstance(info.value, OBOAPIError)
+    assert isinstance(info.value.error, InteractionRequiredError)
+    assert info.value.error.claims is not None
 
 
 def test_http_auth_is_async_only_and_checks_its_arguments() -> None:

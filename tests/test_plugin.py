@@ -628,3 +628,16 @@ def test_cache_revalidate_after_may_be_infinite_but_not_nan() -> None:
     assert OBOPlugin(applications=apps, cache_revalidate_after=float("inf"))
     with pytest.raises(ValueError, match="cache_revalidate_after"):
         OBOPlugin(applications=apps, cache_revalidate_after=float("nan"))
+
+
+async def test_errors_are_api_errors_carrying_the_typed_error() -> None:
+    from better_auth import APIError
+
+    from better_auth_obo import OBOAPIError, OBOPlugin, UnknownApplicationError
+
+    plugin = OBOPlugin(applications={"graph": {"scope": ["https://graph.microsoft.com/.default"]}})
+    with pytest.raises(APIError) as info:
+        await plugin.get_obo_token(user_id="u", application_name="nope")
+    assert isinstance(info.value, OBOAPIError)
+    assert isinstance(info.value.error, UnknownApplicationError)
+    assert info.value.code == info.value.error.code == "UNKNOWN_APPLICATION"

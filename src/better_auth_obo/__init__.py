@@ -44,7 +44,7 @@ if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time ``__getattr__`` 
         UnknownApplicationError,
     )
     from ._lease import Lease, NullLease, PostgresAdvisoryLease, RedisLease
-    from ._plugin import OBOPlugin
+    from ._plugin import OBOAPIError, OBOPlugin
     from ._retry import RetryPolicy
     from ._stepup import claims_challenge, sign_in_again, www_authenticate
     from ._store import OBOAccount
@@ -65,6 +65,7 @@ __all__ = [
     "Lease",
     "ManagedIdentityAssertion",
     "NullLease",
+    "OBOAPIError",
     "OBOAccount",
     "OBOApplication",
     "OBOCaller",
@@ -102,6 +103,7 @@ _HOME = {
     "Lease": "._lease",
     "ManagedIdentityAssertion": "._credentials",
     "NullLease": "._lease",
+    "OBOAPIError": "._plugin",
     "OBOAccount": "._store",
     "OBOApplication": "._config",
     "OBOConfigurationWarning": "._errors",

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from ._azure import OBOTokenCredential
 
-__all__ = ["OBOPlugin"]
+__all__ = ["OBOAPIError", "OBOPlugin"]
 
 logger = logging.getLogger("better_auth_obo")
 
@@ -602,5 +602,25 @@ def _log_failure(application: str, exc: OBOError, started: float) -> None:
     )
 
 
-def _api_error(exc: OBOError) -> APIError:
-    return APIError(exc.status, exc.code, exc.message, exc.to_extra())
+class OBOAPIError(APIError):
+    """What ``get_obo_token`` and ``revoke_obo_tokens`` raise: the host's ``APIError``
+    (``except APIError`` and the host's error answers keep working) carrying the typed
+    library error as ``.error``.
+
+    Example::
+
+        try:
+            account = await obo.get_obo_token(user_id=uid, application_name="graph")
+        except OBOAPIError as exc:
+            if isinstance(exc.error, InteractionRequiredError):
+                ...  # sign_in_again(exc)
+            raise
+    """
+
+    def __init__(self, error: OBOError) -> None:
+        super().__init__(error.status, error.code, error.message, error.to_extra())
+        self.error = error
+
+
+def _api_error(exc: OBOError) -> OBOAPIError:
+    return OBOAPIError(exc)
