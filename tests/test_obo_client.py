@@ -253,3 +253,49 @@ async def test_verify_says_who_sent_the_token_without_an_exchange(api: Api) -> N
         await api.client.verify(inbound)
     assert info.value.reason == "expired"
     assert api.exchanges() == 0
+
+
+def _app_token_as_entra_issues_it_by_default(api: Api) -> str:
+    """Client credentials for this API from another app granted no role: no scp, no roles,
+    and no idtyp (an optional claim Entra adds only when the app asks for it)."""
+    now, principal = int(time.time()), "0f0f0f0f-0000-4000-8000-000000000001"
+    claims = {
+        "aud": api.app.client_id,
+        "iss": api.entra.issuer(api.entra.tenant_id),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "tid": api.entra.tenant_id,
+        "ver": "2.0",
+        "azp": "0f0f0f0f-0000-4000-8000-000000000002",
+        "azpacr": "1",
+        "oid": principal,
+        "sub": principal,
+    }
+    token = api.entra._keys.sign(claims)  # the emulator's own key, as Entra would sign it
+    register(token)
+    return token
+
+
+async def test_an_app_token_without_scp_is_refused_before_any_request(api: Api) -> None:
+    token = _app_token_as_entra_issues_it_by_default(api)
+    for call in (
+        api.client.verify(token),
+        api.client.exchange(assertion=token, application_name="graph"),
+    ):
+        with pytest.raises(InvalidAssertionError) as info:
+            await call
+        assert info.value.reason == "app_only"
+    assert api.exchanges() == 0
+
+
+async def test_one_token_has_one_spelling(api: Api) -> None:
+    inbound = api.token()
+    await api.client.exchange(assertion=inbound, application_name="graph")
+    header, payload, signature = inbound.split(".")
+    for variant in (f"{header}.{payload}.{signature}==", f"{header}=.{payload}.{signature}"):
+        register(variant)
+        with pytest.raises(InvalidAssertionError) as info:
+            await api.client.exchange(assertion=variant, application_name="graph")
+        assert info.value.reason == "malformed"
+    assert api.exchanges() == 1

@@ -110,6 +110,9 @@ class AssertionClaims:
         return None if self.expires_at is None else self.expires_at - now
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def read_claims(token: str) -> AssertionClaims:
     """Decode a JWT's payload without verifying it; ``InvalidAssertionError`` if it is not one.
 
@@ -125,6 +128,11 @@ def read_claims(token: str) -> AssertionClaims:
     parts = token.split(".")
     if len(parts) != 3:
         raise _malformed("it is not a three-part JWS compact token")
+    # One spelling per token: Entra writes unpadded base64url only. Decoders also accept
+    # padding (and old ones skip stray characters), which would give one token many
+    # fingerprints, so many cache keys and exchanges.
+    if not all(_SEGMENT.fullmatch(part) for part in parts):
+        raise _malformed("a segment is not unpadded base64url")
     segment = parts[1]
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
@@ -188,7 +196,9 @@ def check_assertion(claims: AssertionClaims, *, client_id: str) -> None:
             f"with, requested for '{client_id}/{_EXAMPLE_SCOPE}'",
             reason="id_token",
         )
-    if claims.is_app_only:
+    # No scp at all is no user's delegated token either: Entra adds idtyp to app tokens only
+    # as an optional claim, and an app granted no role gets no roles claim.
+    if claims.is_app_only or not claims.scopes:
         raise InvalidAssertionError(
             "The stored Microsoft token is an application token (client credentials, no user); "
             "On-Behalf-Of needs a delegated token of a signed-in user",
