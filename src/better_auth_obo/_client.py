@@ -125,6 +125,34 @@ class OBOClient:
     ``OBO_ERROR_CODES`` and the same ``reason`` values as the plugin: a foreign, tampered,
     expired or under-scoped inbound token is ``InvalidAssertionError``
     (``INVALID_ASSERTION``, 401 for your API's client) before any request to Entra ID.
+
+    Args:
+        client_id: This app's (the middle tier's) client id: the inbound tokens' audience
+            and the client that makes the exchanges.
+        tenant_id: The app's tenant id (a GUID): a specific tenant, not ``common``.
+        credentials: The app's credentials, tried in order on credential errors:
+            ``ClientSecret``, ``ClientCertificate``, ``FederatedAssertion``,
+            ``ManagedIdentityAssertion`` (each may be a ``(label, credential)`` pair). At
+            least one.
+        applications: The downstream APIs: ``{name: {"scope": [...]}}`` or
+            ``{name: OBOApplication(scope=[...])}``; all the scopes of one application
+            must belong to one resource.
+        authority: The Entra ID host, default ``https://login.microsoftonline.com``
+            (another for sovereign clouds or the emulator).
+        http_client: An ``httpx.AsyncClient`` for the requests to Entra ID; default: one
+            of its own, closed by ``aclose()``.
+        expiry_buffer: Seconds before expiry at which a cached token is no longer served.
+        retry: How transient failures (network errors, timeouts, 5xx, 429) are retried;
+            the default is ``RetryPolicy()``; ``None`` for a single attempt.
+        timeout: Seconds per request to Entra ID (more than 0).
+        cache_max_entries: Size of the in-memory cache of exchanged tokens, one entry per
+            (inbound token, application), least recently used out first.
+        client_capabilities: ``["cp1"]`` declares that this app handles claims challenges;
+            Entra ID then issues Continuous Access Evaluation tokens.
+        app_id_uris: App ID URIs of this app besides ``api://<client id>``, accepted as
+            the inbound token's audience.
+        clock: A ``() -> float`` epoch clock, for tests.
+        sleep: An async sleep (the retries' backoff), for tests.
     """
 
     def __init__(

@@ -83,6 +83,42 @@ class OBOPlugin(Plugin):
         auth = BetterAuth(..., social_providers={"microsoft": {...}}, plugins=[obo])
         account = await obo.get_obo_token(user_id=user_id, application_name="graph")
         headers = {"Authorization": f"Bearer {account['accessToken']}"}
+
+    Args:
+        applications: The downstream APIs: ``{name: {"scope": [...]}}`` or
+            ``{name: OBOApplication(scope=[...])}``. Each name is yours to choose; all the
+            scopes of one application must belong to one resource.
+        expiry_buffer: Seconds before expiry at which a cached token is no longer served.
+        refresh_margin: The user's stored Microsoft token is refreshed when it expires
+            within this many seconds.
+        refresh_ahead: A token in use is re-exchanged in the background this many seconds
+            before it enters the buffer, never before half its lifetime; 0 turns it off.
+        outage_grace: While Entra ID is unavailable, serve a cached token that has not
+            expired yet (and log a warning) instead of failing.
+        cache_max_entries: Size of the in-process cache (least recently used out first).
+        cache_revalidate_after: The in-process cache re-reads the database at least this
+            often (seconds), so a revoke or a new sign-in in another process is seen
+            within this bound.
+        lease: ``PostgresAdvisoryLease(engine)`` or ``RedisLease(redis)``: one exchange per
+            cold key across processes. ``None``: one per process, and still one row.
+        credentials: ``[ClientCertificate(...), ClientSecret(...)]``,
+            ``FederatedAssertion(...)``, ``ManagedIdentityAssertion(...)`` (each may be a
+            ``(label, credential)`` pair), tried in order on credential errors, instead of
+            the Microsoft provider's own secret or ``client_assertion``.
+        retry: How transient failures (network errors, timeouts, 5xx, 429) are retried;
+            the default is ``RetryPolicy()``; ``None`` for a single attempt.
+        http_client: An ``httpx.AsyncClient`` for the requests to Entra ID; default: the
+            host's ``auth.http``, so ``BetterAuth(http_client=...)`` sets proxies and TLS
+            trust for both.
+        timeout: Seconds per request to Entra ID (more than 0).
+        app_id_uris: App ID URIs of this app besides ``api://<client id>`` (e.g.
+            ``["https://api.contoso.com"]``), accepted as the stored token's audience.
+        client_capabilities: ``["cp1"]`` declares that this app handles claims challenges;
+            Entra ID then issues Continuous Access Evaluation tokens.
+        refresh_concurrency: Background re-exchanges running at once (default 32); more
+            due keys wait in a queue, each once.
+        clock: A ``() -> float`` epoch clock, for tests.
+        sleep: An async sleep (the retries' backoff), for tests.
     """
 
     id = "obo"
