@@ -12,8 +12,10 @@ Nothing here patches the plugin; IMDS is only ever answered by an ``httpx.MockTr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -294,21 +296,32 @@ async def test_managed_identity_through_the_app_service_endpoint(
     world.api.add_federated_credential(issuer=identity.issuer, subject=identity.subject)
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity.identity_endpoint)
     monkeypatch.setenv("IDENTITY_HEADER", identity.identity_header)
-    credential = ManagedIdentityAssertion(client_id=identity.client_id)
-    assert credential.protocol == "app_service"
-    assert identity.identity_header not in repr(credential)
-    user_id = await sign_in(world)
-    plugin = await _plugin_with(world, make_auth, credentials=[credential])
-
     fetched: list[httpx.Request] = []
+    app_client_saw: list[httpx.Request] = []
 
     async def note(request: httpx.Request) -> None:
         if str(request.url).startswith(identity.identity_endpoint):
             fetched.append(request)
 
-    world.auth.http.event_hooks["request"].append(note)  # the host's client, observed
-    token = await exchange(world, plugin, user_id)
-    await exchange(world, plugin, user_id, force=True)
+    async def app_note(request: httpx.Request) -> None:
+        if str(request.url).startswith(identity.identity_endpoint):
+            app_client_saw.append(request)
+
+    # The emulator serves the identity endpoint over TLS with its own CA (Azure's is plain
+    # http on localhost): a client trusting it, without proxies from the environment.
+    mi_http = httpx.AsyncClient(
+        verify=world.entra.ssl_context(), trust_env=False, event_hooks={"request": [note]}
+    )
+    credential = ManagedIdentityAssertion(client_id=identity.client_id, http_client=mi_http)
+    assert credential.protocol == "app_service"
+    assert identity.identity_header not in repr(credential)
+    user_id = await sign_in(world)
+    plugin = await _plugin_with(world, make_auth, credentials=[credential])
+    world.auth.http.event_hooks["request"].append(app_note)  # the app's client: never used
+    async with mi_http:
+        token = await exchange(world, plugin, user_id)
+        await exchange(world, plugin, user_id, force=True)
+    assert app_client_saw == []
     assert appidacr(token) == "2"
     assert len(fetched) == 1  # the identity's token is kept until 5 minutes before expiry
     assert credential.expires_at is not None
@@ -346,9 +359,10 @@ async def test_managed_identity_refused_by_its_endpoint(
     identity = world.entra.add_managed_identity("middle-tier-identity")
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity.identity_endpoint)
     monkeypatch.setenv("IDENTITY_HEADER", "a-wrong-identity-header")
-    credential = ManagedIdentityAssertion(client_id=identity.client_id)
-    with pytest.raises(ConfigurationError, match=r"HTTP 401, error 'unauthorized'") as info:
-        await credential.assertion(world.auth.http)
+    async with httpx.AsyncClient(verify=world.entra.ssl_context(), trust_env=False) as http:
+        credential = ManagedIdentityAssertion(client_id=identity.client_id, http_client=http)
+        with pytest.raises(ConfigurationError, match=r"HTTP 401, error 'unauthorized'") as info:
+            await credential.assertion()
     assert "a-wrong-identity-header" not in str(info.value)
 
 
@@ -373,11 +387,13 @@ async def test_imds_request_and_caching_on_the_wire(monkeypatch: pytest.MonkeyPa
 
     transport = httpx.MockTransport(imds)
     async with httpx.AsyncClient(transport=transport) as http:
-        credential = ManagedIdentityAssertion(client_id="c0ffee00-0000-4000-8000-000000000001")
+        credential = ManagedIdentityAssertion(
+            client_id="c0ffee00-0000-4000-8000-000000000001", http_client=http
+        )
         assert credential.protocol == "imds"
-        first = await credential.assertion(http)
+        first = await credential.assertion()
         now[0] += 3600 - 301
-        assert await credential.assertion(http) == first  # still more than 5 minutes left
+        assert await credential.assertion() == first  # still more than 5 minutes left
         credential_clocked = ManagedIdentityAssertion(
             client_id="c0ffee00-0000-4000-8000-000000000001", http_client=http, clock=lambda: now[0]
         )
@@ -431,3 +447,56 @@ def test_credentials_name_every_accepted_kind() -> None:
 
     with pytest.raises(TypeError, match="FederatedAssertion, ManagedIdentityAssertion"):
         OBOPlugin(applications={"graph": {"scope": ["User.Read"]}}, credentials=["a secret"])  # type: ignore[list-item]
+
+
+async def test_the_identity_request_never_uses_the_apps_client_or_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy in the environment (httpx sends even localhost through it) never sees the
+    X-IDENTITY-HEADER: the app's client is not used, and ours ignores the environment."""
+    proxied: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proxied.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    async def identity(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = json.dumps({"access_token": "mi." + "x" * 40, "expires_on": "9" * 400}).encode()
+        head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()
+
+    proxy_server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    identity_server = await asyncio.start_server(identity, "127.0.0.1", 0)
+    port = identity_server.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_server.sockets[0].getsockname()[1]}")
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{port}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", "identity-header-secret-value")
+    register("identity-header-secret-value")
+    try:
+        credential = ManagedIdentityAssertion()
+        async with httpx.AsyncClient() as app_client:  # reads HTTP_PROXY from the environment
+            token = await credential.assertion(app_client)
+    finally:
+        proxy_server.close()
+        identity_server.close()
+    assert token.startswith("mi.") and proxied == []
+    # An absurd expires_on is not believed: kept a day at most.
+    assert credential.expires_at is not None
+    assert credential.expires_at.timestamp() <= time.time() + 24 * 3600 + 5
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://169.254.169.254.example.com/msi", "http://10.0.0.4/msi"]
+)
+def test_a_plain_http_identity_endpoint_elsewhere_is_refused(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", "h")
+    with pytest.raises(ConfigurationError, match="on this machine"):
+        ManagedIdentityAssertion()

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -229,8 +231,11 @@ class ManagedIdentityAssertion:
     ``https://login.microsoftonline.com/<tenant>/v2.0``, subject the identity's object
     (principal) id, audience ``api://AzureADTokenExchange``. Uses App Service / Container
     Apps' endpoint when ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set (read when this
-    is built), else IMDS. Requests go through the plugin's httpx client unless
-    ``http_client`` is given. The token is kept until 5 minutes before it expires.
+    is built), else IMDS. The identity endpoint is on this machine (plain http on loopback
+    or link-local): requests to it never go through the app's client, a proxy from the
+    environment or a redirect (the ``X-IDENTITY-HEADER`` is a secret), but through a
+    short-lived client of their own, or ``http_client`` when given. The token is kept
+    until 5 minutes before it expires.
     """
 
     __slots__ = (
@@ -270,6 +275,7 @@ class ManagedIdentityAssertion:
         header = env.get("IDENTITY_HEADER", "").strip()
         self.protocol = "app_service" if endpoint and header else "imds"
         self._endpoint = endpoint if self.protocol == "app_service" else IMDS_ENDPOINT
+        _check_local(self._endpoint)
         self._header = header
         self._token: _IdentityToken | None = None
         self._inflight: asyncio.Future[_IdentityToken] | None = None
@@ -315,19 +321,22 @@ class ManagedIdentityAssertion:
         return client_assertion_authenticator(client_id, get_assertion)
 
     async def _fetch(self, http: HttpSource | None) -> _IdentityToken:
+        # ``http`` (the app's client) is not used: it may carry a proxy from the environment
+        # (httpx sends even localhost through HTTP_PROXY), and the header is a secret.
+        del http
         params, headers = self.request_parts()
-        client = self._http_client or _resolve(http)
+        options: dict[str, Any] = {
+            "params": params,
+            "headers": headers,
+            "timeout": _MI_TIMEOUT,
+            "follow_redirects": False,
+        }
         try:
-            if client is None:  # no plugin client: a short-lived one of our own
-                # Never through a proxy: the endpoint is on localhost or link-local.
+            if self._http_client is None:  # a short-lived client of our own, no proxy
                 async with httpx.AsyncClient(trust_env=False) as own:
-                    response = await own.get(
-                        self._endpoint, params=params, headers=headers, timeout=_MI_TIMEOUT
-                    )
+                    response = await own.get(self._endpoint, **options)
             else:
-                response = await client.get(
-                    self._endpoint, params=params, headers=headers, timeout=_MI_TIMEOUT
-                )
+                response = await self._http_client.get(self._endpoint, **options)
         except httpx.HTTPError as exc:
             raise EntraUnavailableError(
                 f"The managed identity endpoint ({self._where}) could not be reached "
@@ -379,13 +388,44 @@ class ManagedIdentityAssertion:
 
     def _expiry(self, body: dict[str, Any], token: str) -> float:
         # App Service: expires_on (epoch seconds); IMDS: expires_in too. Else the JWT's exp.
-        for field, base in (("expires_on", 0.0), ("expires_in", self._clock())):
+        # Whatever is read must be a plausible time: never kept more than a day, and an
+        # answer of "inf" or NaN falls through to the next source.
+        now = self._clock()
+        candidates: list[Any] = []
+        for field, base in (("expires_on", 0.0), ("expires_in", now)):
             try:
-                return base + float(body[field])
+                candidates.append(base + float(body[field]))
             except (KeyError, TypeError, ValueError):
                 continue
-        exp = unverified_claims(token).get("exp")
-        return float(exp) if isinstance(exp, (int, float)) else self._clock() + REFRESH_BEFORE
+        candidates.append(unverified_claims(token).get("exp"))
+        for value in candidates:
+            if isinstance(value, (int, float)) and math.isfinite(value) and value > now:
+                return min(float(value), now + _MAX_IDENTITY_LIFETIME)
+        return now + REFRESH_BEFORE
+
+
+#: A managed identity's token lives about a day; a longer answer is not believed.
+_MAX_IDENTITY_LIFETIME = 24 * 3600.0
+
+
+def _check_local(endpoint: str) -> None:
+    """The identity endpoint is this machine's: plain http only on loopback or link-local."""
+    try:
+        url = httpx.URL(endpoint)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigurationError("IDENTITY_ENDPOINT is not a URL") from None
+    host = url.host
+    try:
+        address = ipaddress.ip_address(host)
+        local = address.is_loopback or address.is_link_local
+    except ValueError:  # a name: only localhost is this machine
+        local = host == "localhost"
+    if url.scheme == "https" or (url.scheme == "http" and local):
+        return
+    raise ConfigurationError(
+        f"IDENTITY_ENDPOINT must be the managed identity endpoint on this machine (http on "
+        f"localhost or 169.254.x.x, or https), not {url.scheme}://{host}"
+    )
 
 
 def _resolve(http: HttpSource | None) -> httpx.AsyncClient | None:
