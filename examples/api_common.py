@@ -163,9 +163,12 @@ def error_response(exc: OBOError, config: ApiConfig) -> tuple[int, dict[str, Any
     | InvalidAssertionError (other reasons)   | 401 ``Bearer error="invalid_token"``           |
     | a claims challenge (MFA, CA, CAE)       | 401 ``Bearer ... error="insufficient_claims",  |
     |                                         | claims="<base64>"``: get a token with claims   |
-    | ReauthenticationRequiredError           | 401 ``Bearer error="invalid_token"``           |
+    | ReauthenticationRequiredError, or Entra | 401 ``Bearer error="invalid_token"``           |
+    | refusing the token (``assertion_invalid``)|                                              |
+    | EntraError, ``consent_required`` or     | 403 (the caller may not; retrying cannot help) |
+    | ``blocked_by_policy``                   |                                                |
     | EntraUnavailableError                   | 503, ``Retry-After`` when Entra sent one       |
-    | EntraError (consent, blocked, ...)      | 502 (``exc.status``)                           |
+    | EntraError (this API's configuration)   | 502                                            |
     """
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
     reason = exc.to_extra().get("reason")
@@ -184,7 +187,10 @@ def error_response(exc: OBOError, config: ApiConfig) -> tuple[int, dict[str, Any
             f'error_description="{description}"'
         )
         return 403, body, {"WWW-Authenticate": header}
-    if isinstance(exc, (InvalidAssertionError, ReauthenticationRequiredError)):
+    # Entra refusing the caller's own token (revoked session, expired, wrong audience) is
+    # the client's to fix, like a token we refused: 401, not a 5xx that invites retries.
+    refused = isinstance(exc, EntraError) and reason == "assertion_invalid"
+    if refused or isinstance(exc, (InvalidAssertionError, ReauthenticationRequiredError)):
         header = f'Bearer error="invalid_token", error_description="{description}"'
         return 401, body, {"WWW-Authenticate": header}
     if isinstance(exc, EntraUnavailableError):
@@ -192,6 +198,8 @@ def error_response(exc: OBOError, config: ApiConfig) -> tuple[int, dict[str, Any
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return 503, body, headers
+    if isinstance(exc, EntraError) and reason in ("consent_required", "blocked_by_policy"):
+        return 403, body, {}
     if isinstance(exc, EntraError):
         return 502, body, {}
     return exc.status, body, {}

@@ -344,3 +344,21 @@ async def raw_post(url: str, token: str | None) -> tuple[int, str]:
     async with httpx.AsyncClient(timeout=10) as http:
         answer = await http.post(url, json=body, headers=headers)
     return answer.status_code, answer.headers.get("www-authenticate", "")
+
+
+def test_entra_refusing_the_callers_token_is_the_clients_to_fix() -> None:
+    """401 when Entra refused the caller's own token, 403 for consent or policy: a 5xx would
+    invite retries, each another request to Entra."""
+    from examples.api_common import ApiConfig, error_response
+
+    from better_auth_obo import EntraError
+
+    config = ApiConfig(client_id="c", client_secret="s", tenant_id="t")
+    for reason, status in (
+        ("assertion_invalid", 401),
+        ("consent_required", 403),
+        ("blocked_by_policy", 403),
+        ("client_credential_invalid", 502),
+    ):
+        error = EntraError("refused", error="invalid_grant", reason=reason)
+        assert error_response(error, config)[0] == status, reason
