@@ -7,11 +7,8 @@ audience, scopes and expiry, decoded locally. A token itself is never printed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 import jwt
@@ -20,48 +17,13 @@ from better_auth.adapters.base import Where
 from better_auth_obo import OBOPlugin
 from better_auth_obo.testing import User
 
+from . import DemoFailure
+from ._transcript import Transcript, duration, timed
 from ._world import DemoAuth, Tenant
 
-__all__ = ["DemoFailure", "Transcript", "run_script"]
+__all__ = ["DemoFailure", "Transcript", "run_script", "timed"]
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
-
-class DemoFailure(Exception):
-    """A step did not do what the demo expected; the message says which and why."""
-
-
-@dataclass
-class Transcript:
-    """Numbered, aligned lines on ``out``."""
-
-    out: TextIO
-    count: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-    def step(self, title: str, detail: str, elapsed: float | None = None) -> None:
-        self.count += 1
-        took = f"  ({_duration(elapsed)})" if elapsed is not None else ""
-        print(f"{self.count:>3}. {title:<26} {detail}{took}", file=self.out, flush=True)
-
-    def note(self, text: str) -> None:
-        print(f"     {'':<26} {text}", file=self.out, flush=True)
-
-    def line(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    @property
-    def total(self) -> float:
-        return time.perf_counter() - self.started
-
-
-@contextmanager
-def timed() -> Iterator[Callable[[], float]]:
-    """``with timed() as took: ...; took()`` -> seconds spent in the block."""
-    start = time.perf_counter()
-    end: list[float] = []
-    yield lambda: (end[0] if end else time.perf_counter()) - start
-    end.append(time.perf_counter())
 
 
 async def sign_in(client: httpx.AsyncClient, app_url: str, user: User, out: Transcript) -> str:
@@ -74,16 +36,13 @@ async def sign_in(client: httpx.AsyncClient, app_url: str, user: User, out: Tran
         )
         _expect(response, 200, "POST /api/auth/sign-in/social")
         authorize_url = response.json()["url"]
-    out.step(
-        "sign in with Microsoft",
-        "POST /api/auth/sign-in/social -> the emulator's /authorize (PKCE S256)",
-        took(),
-    )
+    out.step("sign in with Microsoft", "POST /api/auth/sign-in/social -> /authorize", took())
+    out.note("PKCE S256, to the emulator's authorize endpoint")
     with timed() as took:
         response = await client.get(authorize_url)
         _expect(response, 302, "the emulator's /authorize")
         callback = response.headers["location"]
-    out.step("Entra ID sign-in", f"{user.display_name} <{user.upn}> -> 302 to the callback", took())
+    out.step("Entra ID sign-in", f"{user.display_name} <{user.upn}>, 302 to the app", took())
     with timed() as took:
         response = await client.get(callback)
         _expect(response, 302, "GET /api/auth/callback/microsoft")
@@ -94,7 +53,8 @@ async def sign_in(client: httpx.AsyncClient, app_url: str, user: User, out: Tran
         body = session.json() or {}
     if not body.get("user"):
         raise DemoFailure("signed in, but the app has no session for the user")
-    out.step("callback", "GET /api/auth/callback/microsoft -> 302 /, session cookie set", took())
+    out.step("callback", "GET /api/auth/callback/microsoft -> 302 /", took())
+    out.note("session cookie set; better-auth-server stored the Microsoft token")
     return str(body["user"]["id"])
 
 
@@ -106,9 +66,11 @@ async def show_stored_token(demo: DemoAuth, user_id: str, out: Transcript) -> No
     if not rows or not rows[0].get("accessToken"):
         raise DemoFailure("no Microsoft access token was stored at sign-in")
     claims = _claims(str(rows[0]["accessToken"]))
-    own = "this app: a valid OBO assertion" if claims.get("aud") == _client_id(demo) else "?"
-    out.note(f"stored Microsoft token: aud {claims.get('aud')} ({own})")
-    out.note(f"  scp {claims.get('scp')}, {_expiry(claims)}")
+    own = claims.get("aud") == _client_id(demo)
+    out.note(f"Microsoft token: aud {claims.get('aud')}")
+    valid = "this app: a valid OBO assertion" if own else "not this app: no OBO assertion"
+    out.note(f"({valid}), scp {claims.get('scp')}")
+    out.note(_expiry(claims))
 
 
 async def get_token(
@@ -123,13 +85,14 @@ async def get_token(
     before = _exchanges(tenant)
     with timed() as took:
         account = await obo.get_obo_token(user_id=user_id, application_name=application)
-    source = "exchange" if _exchanges(tenant) > before else "cache   "
+    source = "exchange" if _exchanges(tenant) > before else "cache"
     token = account["accessToken"]
 
     claims = _claims(token)
-    same = "  same token as before, Entra ID not asked" if token == earlier else ""
-    out.step(f'get_obo_token("{application}")', f"{source} {_duration(took()):>9}{same}")
-    out.note(f"aud {_audience(tenant, claims)}, scp {claims.get('scp')}, {_expiry(claims)}")
+    same = "  same token, Entra ID not asked" if token == earlier else ""
+    out.step(f'get_obo_token("{application}")', f"{source:<8} {duration(took()):>9}{same}")
+    out.note(f"aud {_audience(tenant, claims)}")
+    out.note(f"scp {claims.get('scp')}, {_expiry(claims)}")
     return token
 
 
@@ -144,11 +107,8 @@ async def call_apis(
         )
         _expect(me, 200, "GET Graph /v1.0/me")
     profile = me.json()
-    out.step(
-        "GET Graph /v1.0/me",
-        f"200  {profile.get('displayName')} <{profile.get('userPrincipalName')}>",
-        took(),
-    )
+    who = f"{profile.get('displayName')} <{profile.get('userPrincipalName')}>"
+    out.step("GET Graph /v1.0/me", f"200  {who}", took())
     with timed() as took:
         whoami = await client.get(
             tenant.tasks_url, headers={"authorization": f"Bearer {tokens['tasks']}"}
@@ -156,9 +116,7 @@ async def call_apis(
         _expect(whoami, 200, "GET the tasks API's /whoami")
     seen = whoami.json()
     out.step(
-        "GET tasks API /whoami",
-        f"200  the API sees {seen.get('name')}, scp {seen.get('scp')}",
-        took(),
+        "GET tasks API /whoami", f"200  sees {seen.get('name')}, scp {seen.get('scp')}", took()
     )
 
 
@@ -199,16 +157,6 @@ def _expiry(claims: dict[str, Any]) -> str:
         return "no expiry"
     at = datetime.fromtimestamp(exp, tz=timezone.utc).strftime("%H:%M:%S UTC")
     return f"exp {at} (in {round((exp - time.time()) / 60)} min)"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 0.001:
-        return f"{seconds * 1000:.3f} ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    return f"{seconds:.2f} s"
 
 
 def _audience(tenant: Tenant, claims: dict[str, Any]) -> str:

@@ -7,6 +7,8 @@ import errno
 import sys
 from typing import TextIO
 
+from ._transcript import Transcript
+
 __all__ = ["serve"]
 
 
@@ -27,13 +29,15 @@ def serve(*, port: int, out: TextIO) -> int:
 async def _serve(port: int, out: TextIO) -> None:
     from . import running
 
-    async with running(port=port, interactive=True) as run:
+    events = Transcript(out)
+    async with running(port=port, interactive=True, door=True, events=events) as run:
+        entra = run.tenant.entra
         users = ", ".join(f"{u.display_name} <{u.upn}>" for u in run.tenant.users)
-        print(
+        events.line(
             f"better-auth-obo demo: open {run.url}\n"
-            f"  Entra ID emulator {run.tenant.entra.authority} (users: {users})\n"
-            "  Ctrl-C to stop.",
-            file=out,
-            flush=True,
+            f"  Entra ID emulator: {entra.authority} (HTTPS: the app's server-side calls)\n"
+            f"  its sign-in pages for your browser: {run.door_url} (plain HTTP, loopback)\n"
+            f"  users: {users}\n"
+            "  one line per token event below; Ctrl-C to stop.\n"
         )
         await run.stopped.wait()

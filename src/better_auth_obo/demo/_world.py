@@ -90,6 +90,8 @@ async def build_auth(tenant: Tenant, *, base_url: str, folder: Path) -> DemoAuth
         # User.Read: the stored token must be for this app to be an OBO assertion.
         "scopes": ["openid", "profile", "email", "offline_access", f"{web.client_id}/{OWN_SCOPE}"],
         "disable_profile_photo": True,
+        # The demo signs in through the redirect flow only.
+        "disable_id_token_sign_in": True,
     }
     database = folder / "demo.db"
     engine = create_async_engine(f"sqlite+aiosqlite:///{database}")

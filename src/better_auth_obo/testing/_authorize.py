@@ -6,7 +6,9 @@ user while auto sign-in is on) it answers the redirect at once. Errors about the
 client or the redirect URI are shown as a page (Entra never redirects those);
 the others go back to the redirect URI as ``error``/``error_description``
 (v2-oauth2-auth-code-flow.md, "Error response"). Signing in here counts as the user
-performing MFA and consenting to the requested scopes.
+performing MFA and consenting to the requested scopes; when the request carries
+``claims`` or a Conditional Access policy asks for MFA, the page shows an MFA step
+(one "Approve" button) after the account is picked. Automatic sign-in shows no page.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ._errors import EntraError
+from ._html import html_page
 from ._models import App, Tenant, User
 from ._scopes import GRAPH, parse_scopes
 from ._state import CodeGrant, Directory
@@ -28,7 +31,7 @@ from ._wire import TENANT_ALIASES
 __all__ = ["authorize", "authorize_v1"]
 
 CODE_LIFETIME = 600  # "codes are short lived, about 10 minutes" (v2-oauth2-auth-code-flow.md)
-_EMULATOR_FIELDS = ("emulator_user", "emulator_cancel")
+_EMULATOR_FIELDS = ("emulator_user", "emulator_cancel", "emulator_mfa")
 
 
 class _Redirect(Exception):
@@ -40,19 +43,33 @@ class _Redirect(Exception):
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title></head><body><main>{body}</main></body></html>"
-    )
-    return HTMLResponse(html, status, headers={"Cache-Control": "no-store"})
+    return html_page(title, body, status)
 
 
 def _error_page(exc: EntraError) -> HTMLResponse:
     return _page(
         "Sign in error",
         f"<h1>Sorry, but we're having trouble signing you in.</h1>"
-        f"<p id='error'>{escape(str(exc))}</p>",
+        f"<p id='error'>{escape(str(exc))}</p>"
+        "<p class='muted'>Entra ID shows this page instead of going back to the app when "
+        "the app's client id, tenant or redirect URI is wrong.</p>",
         400,
+    )
+
+
+def _hidden(params: Mapping[str, str]) -> str:
+    return "".join(
+        f"<input type='hidden' name='{escape(k)}' value='{escape(v)}'>"
+        for k, v in params.items()
+        if k not in _EMULATOR_FIELDS
+    )
+
+
+def _cancel(action: str, hidden: str) -> str:
+    return (
+        f"<form method='post' action='{escape(action)}'>{hidden}"
+        "<button type='submit' class='secondary' name='emulator_cancel' value='1'>Cancel"
+        "</button></form>"
     )
 
 
@@ -115,11 +132,7 @@ def _choose(directory: Directory, params: Mapping[str, str], candidates: list[Us
 
 
 def _sign_in_page(params: Mapping[str, str], action: str, candidates: list[User]) -> HTMLResponse:
-    hidden = "".join(
-        f"<input type='hidden' name='{escape(k)}' value='{escape(v)}'>"
-        for k, v in params.items()
-        if k not in _EMULATOR_FIELDS
-    )
+    hidden = _hidden(params)
     hint = params.get("login_hint", "").lower()
     forms = "".join(
         f"<li><form method='post' action='{escape(action)}'>{hidden}"
@@ -128,11 +141,58 @@ def _sign_in_page(params: Mapping[str, str], action: str, candidates: list[User]
         f"Sign in as {escape(u.display_name)} ({escape(u.upn)})</button></form></li>"
         for u in candidates
     )
-    cancel = (
-        f"<form method='post' action='{escape(action)}'>{hidden}"
-        "<button type='submit' name='emulator_cancel' value='1'>Cancel</button></form>"
+    notes = ""
+    if hint:
+        notes += (
+            f"<p class='info' id='login-hint'>The app asked for <b>{escape(hint)}</b>. "
+            "Picking another account signs that account in instead.</p>"
+        )
+    if "claims" in params:
+        notes += (
+            "<p class='note' id='claims-note'>The app sent a claims challenge: after you pick "
+            "an account, this sign-in asks for multi-factor authentication.</p>"
+        )
+    return _page(
+        "Sign in to your account",
+        f"<h1>Pick an account</h1>{notes}<ul>{forms}</ul>{_cancel(action, hidden)}",
     )
-    return _page("Sign in to your account", f"<h1>Pick an account</h1><ul>{forms}</ul>{cancel}")
+
+
+def _needs_mfa(directory: Directory, params: Mapping[str, str], user: User, tenant: Tenant) -> bool:
+    """A claims challenge, or a Conditional Access policy for the requested resource."""
+    if "claims" in params:
+        return True
+    try:
+        requested = parse_scopes(
+            directory, params["scope"], tenant=tenant.tenant_id, tenant_name=tenant.display_name
+        )
+    except EntraError:
+        return False  # the code step answers the error
+    resource = requested.resource or GRAPH
+    return directory.mfa_code(user.oid, resource.client_id) is not None
+
+
+def _mfa_page(params: Mapping[str, str], action: str, user: User) -> HTMLResponse:
+    """The MFA step: one button stands in for the authenticator app."""
+    hidden = _hidden(params) + (
+        f"<input type='hidden' name='emulator_user' value='{escape(user.oid)}'>"
+    )
+    why = (
+        "The app sent a claims challenge (Conditional Access asked for MFA)."
+        if "claims" in params
+        else "A Conditional Access policy requires MFA for this sign-in."
+    )
+    return _page(
+        "Verify your identity",
+        "<h1>Verify your identity</h1>"
+        f"<p id='mfa-user'>{escape(user.display_name)} ({escape(user.upn)})</p>"
+        f"<p class='note' id='mfa-step'>Multi-factor authentication required. {escape(why)}</p>"
+        "<p class='muted'>Real Entra ID asks Microsoft Authenticator, a text code or a "
+        "passkey here. The emulator only asks you to approve; its tokens then record MFA.</p>"
+        f"<div class='row'><form method='post' action='{escape(action)}'>{hidden}"
+        "<button type='submit' class='primary' name='emulator_mfa' value='approved'>"
+        f"Approve sign-in</button></form>{_cancel(action, _hidden(params))}</div>",
+    )
 
 
 def _issue_code(
@@ -203,6 +263,13 @@ def _flow(
     user_tenant = tenant or directory.tenants[user.tenant_id]
     if not app.multi_tenant and app.tenant_id != user_tenant.tenant_id:
         raise _Redirect(EntraError(700016, client_id=app.client_id, tenant=user_tenant.tenant_id))
+    picked = "emulator_user" in params  # on the page, not by automatic sign-in
+    if (
+        picked
+        and params.get("emulator_mfa") != "approved"
+        and _needs_mfa(directory, params, user, user_tenant)
+    ):
+        return _mfa_page(params, request.url.path, user)
     code = _issue_code(issuer, app, user_tenant, user, params, redirect_uri)
     values = {"code": code}
     if params.get("client_info") == "1":

@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from ._errors import EntraError, render
 from ._grants import TokenCall, stored_user_response
+from ._html import html_page
 from ._state import DeviceGrant, Directory
 from ._tokens import TokenIssuer
 from ._wire import TENANT_ALIASES, new_guid
@@ -114,17 +115,24 @@ async def device_login(request: Request) -> Response:
     if request.method == "POST":
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         if directory.approve_device(form.get("code", ""), form.get("emulator_user", "")):
-            return HTMLResponse(
-                "<!doctype html><title>Signed in</title><h1>You have signed in "
-                "on your device. You may now close this window.</h1>"
+            return html_page(
+                "Signed in",
+                "<h1>You have signed in on your device. You may now close this window.</h1>",
             )
-        return HTMLResponse("<!doctype html><h1>That code was not recognized.</h1>", 400)
+        return html_page(
+            "Enter code",
+            "<h1>That code was not recognized.</h1>"
+            "<p><a href='devicelogin'>Enter the code again</a></p>",
+            400,
+        )
     buttons = "".join(
-        f"<button name='emulator_user' value='{escape(u.oid)}'>Sign in as "
-        f"{escape(u.display_name)} ({escape(u.upn)})</button>"
+        f"<li><button name='emulator_user' value='{escape(u.oid)}'>Sign in as "
+        f"{escape(u.display_name)} ({escape(u.upn)})</button></li>"
         for u in directory.users_in(None)
     )
-    return HTMLResponse(
-        "<!doctype html><title>Enter code</title><form method='post'>"
-        f"<label>Code <input name='code' autocomplete='off'></label>{buttons}</form>"
+    return html_page(
+        "Enter code",
+        "<h1>Enter code</h1><form method='post'>"
+        "<p><label>Code shown on your device <input name='code' autocomplete='off'>"
+        f"</label></p><ul>{buttons}</ul></form>",
     )

@@ -14,9 +14,10 @@ from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from ._errors import EntraError, render
+from ._html import html_page
 from ._tokens import TokenIssuer
 from ._wire import TENANT_ALIASES, new_guid
 
@@ -129,4 +130,8 @@ async def instance_discovery(request: Request) -> Response:
 async def error_page(request: Request) -> Response:
     """The page behind ``error_uri``."""
     code = escape(request.query_params.get("code", ""))
-    return HTMLResponse(f"<!doctype html><title>AADSTS{code}</title><h1>AADSTS{code}</h1>")
+    return html_page(
+        f"AADSTS{code}",
+        f"<h1>AADSTS{code}</h1><p class='muted'>Real Entra ID explains its error codes at "
+        "https://learn.microsoft.com/entra/identity-platform/reference-error-codes</p>",
+    )

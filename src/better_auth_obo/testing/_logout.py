@@ -11,12 +11,13 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
+
+from ._html import html_page
 
 __all__ = ["logout"]
 
 _PAGE = (
-    "<!doctype html><title>Sign out</title>"
     "<h1>You signed out of your account</h1><p>It's a good idea to close all browser windows.</p>"
 )
 
@@ -27,7 +28,7 @@ async def logout(request: Request) -> Response:
         params |= dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     target = params.get("post_logout_redirect_uri", "")
     if urlsplit(target).scheme not in ("http", "https"):
-        return HTMLResponse(_PAGE)
+        return html_page("Sign out", _PAGE)
     state = params.get("state")
     if state:
         target += ("&" if urlsplit(target).query else "?") + urlencode({"state": state})
