@@ -197,3 +197,11 @@ def test_auth_reports_each_credential_of_the_plugin(
     assert secret["status"] == "problem"
     assert "expired on 2020-01-01" in secret["message"]
     assert not report["ok"]
+
+
+def test_an_impossible_expiry_is_reported_not_a_crash() -> None:
+    from better_auth_obo._doctor_credentials import _stamp
+
+    for epoch in (1e20, float("inf"), -1e20):
+        assert "impossible" in _stamp(epoch)
+    assert _stamp(0) == "1970-01-01T00:00:00Z"

@@ -187,7 +187,10 @@ def _where(identity: ManagedIdentityAssertion) -> str:
 
 
 def _stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # exp of 1e20 or Infinity: say so, no crash
+        return f"an impossible time ({epoch!r})"
 
 
 def _day(value: datetime | None) -> str:

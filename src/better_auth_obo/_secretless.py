@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from ._entra_auth import ClientAuthenticator, client_assertion_authenticator, require_text
 from ._errors import ConfigurationError, EntraUnavailableError
@@ -108,7 +109,8 @@ class WatchedFile(Generic[T]):
             if digest == self._digest and self._value is not None:
                 return self._value
             value = self._parse(data)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            # UnsupportedAlgorithm: e.g. a PFX with legacy encryption after a rotation.
             return self._keep_last(exc)
         self._digest, self._value = digest, value
         return value
