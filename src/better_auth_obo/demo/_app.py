@@ -133,7 +133,7 @@ class _Pages:
             )
         user_id = str(user["id"])
         if done in ("signed-in", "stepped-up"):
-            self.log.event(user, "signed in with Microsoft", "via the emulator's page")
+            self.log.event(user, "signed in", "with Microsoft, on the emulator's page")
         view = await self._view(user, call=done != "revoked")
         status = self.flash.pop(user_id, "") or _STATUS.get(done, "")
         if done == "challenged" and view["challenge"] is None and view["tasks"]:

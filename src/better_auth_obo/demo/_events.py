@@ -103,7 +103,7 @@ class TokenLog:
                 user_id=str(user["id"]), application_name=application, force_refresh=force
             )
         except APIError as exc:
-            self._print(user, f'get_obo_token("{application}")', f"refused  {_refusal(exc)}")
+            self._print(user, f'get_obo_token("{application}")', f"{'refused':<8} {_refusal(exc)}")
             raise
         finally:
             _LOADS.reset(token)
@@ -115,7 +115,9 @@ class TokenLog:
         served = Served(application, source, took, time.time())
         if source == "exchange":
             self.exchanges[fingerprint(str(account["accessToken"]))] = Exchange(took, served.at)
-        self._print(user, f'get_obo_token("{application}")', f"{source:<8} {duration(took):>9}")
+        forced = "  (force_refresh)" if force else ""
+        detail = f"{source:<8} {duration(took):>9}{forced}"
+        self._print(user, f'get_obo_token("{application}")', detail)
         return account, served
 
     def exchange_of(self, token: str) -> Exchange | None:
