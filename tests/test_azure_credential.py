@@ -83,6 +83,8 @@ async def test_claims_from_the_sdk_make_a_new_exchange(world: World) -> None:
         ("https://management.azure.com/.default",),
         ("https://graph.microsoft.com/.default", "api://other/.default"),
         ("00000002-0000-0000-c000-000000000000/.default",),
+        ("openid",),
+        ("",),
     ],
 )
 async def test_scopes_of_another_resource_are_refused_naming_the_configured_ones(

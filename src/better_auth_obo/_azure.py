@@ -127,6 +127,11 @@ class OBOTokenCredential:
     def _check_scopes(self, scopes: tuple[str, ...]) -> None:
         if not scopes:
             raise ValueError("get_token needs at least one scope, e.g. the resource's /.default")
+        if all(isinstance(scope, str) and scope_resource(scope) is None for scope in scopes):
+            raise ValueError(
+                f"scopes {list(scopes)[:5]!r} name no resource; ask for the application's "
+                f"(configured scopes: {list(self._scopes)})"
+            )
         for scope in scopes:
             if not isinstance(scope, str):
                 raise TypeError(f"scopes must be strings, got {type(scope).__name__}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from ._assertion import resource_of
 from ._claims import challenge_claims
 
 if TYPE_CHECKING:
@@ -26,33 +27,12 @@ __all__ = ["OBOAuth", "scope_resource"]
 #: Where a token may go over plain http, and always: this machine (the emulator, tests).
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
-GRAPH = "https://graph.microsoft.com"
-#: Other spellings of Microsoft Graph's resource (its app id, the legacy host).
-_ALIASES = {
-    "00000003-0000-0000-c000-000000000000": GRAPH,
-    "https://graph.microsoft.com/": GRAPH,
-}
-#: OpenID Connect scopes name no resource.
-_OIDC = frozenset({"openid", "profile", "email", "offline_access"})
-
 
 def scope_resource(scope: str) -> str | None:
-    """The resource a scope belongs to, as Entra reads it; None for OpenID scopes.
-
-    ``https://graph.microsoft.com/User.Read`` and ``User.Read`` (no resource: Graph)
-    give Graph; ``api://contoso/.default`` gives ``api://contoso``;
-    ``<client id>/access_as_user`` gives the client id.
-    """
-    if scope.lower() in _OIDC:
-        return None
-    if "/" not in scope:
-        return GRAPH  # a bare permission is Microsoft Graph's (scopes-oidc.md)
-    resource = scope.rpartition("/")[0].lower()
-    if resource.endswith(":/"):  # "api://contoso": a resource named without a permission
-        resource = scope.lower()
-    elif resource.endswith("/") and not resource.endswith("//"):
-        resource = resource[:-1]  # "https://contoso.com//.default": the resource ends in /
-    return _ALIASES.get(resource, resource)
+    """The resource a scope belongs to, lowercased for comparison (``resource_of``'s
+    reading: a bare permission is Graph's, ``<guid>/x`` the app's, OpenID scopes none)."""
+    resource = resource_of(scope)
+    return resource.lower() if resource is not None else None
 
 
 class OBOAuth(httpx.Auth):
