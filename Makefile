@@ -32,8 +32,13 @@ docs: $(STAMP)
 		echo "docs: skipped, mkdocs-material needs Python 3.11.5 or later"; \
 	fi
 
+# The suite in PYTEST_WORKERS processes (pytest-xdist), each with its own databases, emulator
+# and leak-scan registry; worksteal evens out the long tests. Twice the cores of a small machine:
+# many tests wait on sockets and subprocesses. `pytest path::test` alone stays one process.
+PYTEST_WORKERS ?= 4
+
 test: lint typecheck docs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

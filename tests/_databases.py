@@ -1,7 +1,8 @@
 """Real databases for the storage tests: a SQLite file, PostgreSQL, MariaDB, and memory.
 
-Each server gets a database of its own per test session (``obo_<random>``), dropped at
-the end, so parallel runs on one machine never share tables. URLs come from
+Each server gets a database of its own per test session (``obo_<random>``, or
+``obo_gw0_<random>`` in pytest-xdist worker ``gw0``), dropped at the end, so parallel runs
+and xdist workers never share tables. URLs come from
 ``OBO_TEST_POSTGRES_URL`` / ``OBO_TEST_MARIADB_URL`` (defaults: the machine's services).
 Under ``CI=true`` an unreachable server fails the test instead of skipping it.
 """
@@ -91,10 +92,11 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 def session_database(kind: str) -> Iterator[Server]:
-    """Create ``obo_<random>`` on the server of ``kind``; drop it afterwards."""
+    """Create ``obo_[<worker>_]<random>`` on the server of ``kind``; drop it afterwards."""
     admin = POSTGRES_URL if kind == "postgres" else MARIADB_URL
     manage = _postgres if kind == "postgres" else _mariadb
-    name = f"obo_{secrets.token_hex(6)}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, … under pytest-xdist
+    name = f"obo_{worker}_{secrets.token_hex(6)}" if worker else f"obo_{secrets.token_hex(6)}"
     try:
         _run(manage(admin, name, True))
     except Exception as exc:

@@ -39,22 +39,58 @@ class LeakScan:
     records: int = 0
     errors: int = 0
     hits: list[str] = field(default_factory=list)
+    # The same secrets indexed by their first MIN_LENGTH characters (raw, and each lowered
+    # encoded spelling), so a scan costs one lookup per character of text instead of one
+    # substring search per registered secret (thousands of them late in a run).
+    _raw: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
+    _spelled: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=0, repr=False)
 
     def register(self, *values: Any) -> None:
         for value in values:
-            if isinstance(value, str) and len(value) >= MIN_LENGTH:
+            if isinstance(value, str) and len(value) >= MIN_LENGTH and value not in self.secrets:
                 self.secrets.add(value)
                 spellings = encoded_spellings(value)
                 if spellings:
                     self.encoded[value] = spellings
+                if self._indexed == len(self.secrets) - 1:  # the index is current: extend it
+                    self._add_to_index(value)
 
     def scan(self, where: str, text: str) -> None:
-        lowered = text.lower()
+        self._index()
+        raw = _occurring(text, self._raw)
+        encoded = _occurring(text.lower(), self._spelled) - raw
+        for secret in raw:
+            self.hits.append(f"{where}: contains a registered secret ({secret[:6]}…)")
+        for secret in encoded:
+            self.hits.append(f"{where}: contains a registered secret, encoded ({secret[:6]}…)")
+
+    def _index(self) -> None:
+        if self._indexed == len(self.secrets):
+            return
+        # ``secrets`` was added to directly (not through register): index them all again.
+        self._raw.clear()
+        self._spelled.clear()
+        self._indexed = 0
         for secret in self.secrets:
-            if secret in text:
-                self.hits.append(f"{where}: contains a registered secret ({secret[:6]}…)")
-            elif any(s in lowered for s in self.encoded.get(secret, ())):
-                self.hits.append(f"{where}: contains a registered secret, encoded ({secret[:6]}…)")
+            self._add_to_index(secret)
+
+    def _add_to_index(self, secret: str) -> None:
+        self._raw.setdefault(secret[:MIN_LENGTH], []).append((secret, secret))
+        for spelling in self.encoded.get(secret, ()):
+            self._spelled.setdefault(spelling[:MIN_LENGTH], []).append((spelling, secret))
+        self._indexed += 1
+
+
+def _occurring(text: str, index: dict[str, list[tuple[str, str]]]) -> set[str]:
+    """The secrets one of whose indexed spellings occurs in ``text``."""
+    found: set[str] = set()
+    lookup = index.get
+    for start in range(len(text) - MIN_LENGTH + 1):
+        candidates = lookup(text[start : start + MIN_LENGTH])
+        if candidates:
+            found.update(secret for needle, secret in candidates if text.startswith(needle, start))
+    return found
 
 
 SCAN = LeakScan()

@@ -155,10 +155,40 @@ def leak_scan(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert not new, "secret leaked: " + "; ".join(new)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+# Under pytest-xdist each worker has its own registry: workers send their counts to the
+# controller, which prints the sums.
+_WORKER_SCANS: list[dict[str, int]] = []
+
+
+def _scan_counts() -> dict[str, int]:
     from tests._leaks import SCAN
 
+    return {
+        "records": SCAN.records,
+        "errors": SCAN.errors,
+        "secrets": len(SCAN.secrets),
+        "hits": len(SCAN.hits),
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["leak_scan"] = _scan_counts()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    counts = getattr(node, "workeroutput", {}).get("leak_scan")
+    if counts is not None:
+        _WORKER_SCANS.append(counts)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    scans = _WORKER_SCANS or [_scan_counts()]
+    total = {key: sum(scan[key] for scan in scans) for key in scans[0]}
+    where = f" (sums over {len(scans)} workers)" if _WORKER_SCANS else ""
     terminalreporter.write_line(
-        f"leak scan: {SCAN.records} log records and {SCAN.errors} API errors checked "
-        f"against {len(SCAN.secrets)} registered secrets: {len(SCAN.hits)} hits"
+        f"leak scan: {total['records']} log records and {total['errors']} API errors checked "
+        f"against {total['secrets']} registered secrets{where}: {total['hits']} hits"
     )

@@ -246,7 +246,11 @@ def _templated(request: httpx.Request) -> httpx.Response | None:
     return metadata_answer(request)
 
 
-@pytest.mark.parametrize("aud", [str(uuid.uuid4()), "https://graph.windows.net", "api://other"])
+@pytest.mark.parametrize(
+    "aud",
+    [str(uuid.uuid4()), "https://graph.windows.net", "api://other"],
+    ids=["another-guid", "aad-graph", "api-uri"],  # stable ids: xdist workers must agree
+)
 async def test_token_for_another_audience_is_refused(keys: Keys, clock: Clock, aud: str) -> None:
     await refused(verifier(keys, clock), user_token(aud=aud, oid=OID), "audience")
 
