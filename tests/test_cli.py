@@ -72,3 +72,37 @@ def test_installed_entry_point_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "usage: better-auth-obo doctor" in result.stdout
+
+
+def test_version_is_the_installed_distributions() -> None:
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    import better_auth_obo
+
+    assert better_auth_obo.__version__ == version("better-auth-obo")
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("better-auth-obo")  # the installed entry point
+    out = subprocess.run(
+        [str(script), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == f"better-auth-obo {better_auth_obo.__version__}", out.stderr
+
+
+def test_the_testing_package_names_its_extra_when_it_is_missing() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['trustme'] = None\n"
+        "from better_auth_obo.testing import EntraEmulator\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert 'pip install "better-auth-obo[testing]"' in out.stderr
+    assert "trustme is missing" in out.stderr

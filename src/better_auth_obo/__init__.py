@@ -18,6 +18,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time ``__getattr__`` below
+    __version__: str
     from ._client import OBOCaller, OBOClient, OBOToken
     from ._config import OBOApplication
     from ._credentials import (
@@ -129,6 +130,11 @@ if not typing.TYPE_CHECKING:  # hidden from mypy, which would accept any name ot
 
     def __getattr__(name: str) -> object:
         """Import a public name's submodule on first use, then keep the name here."""
+        if name == "__version__":  # from the installed distribution's metadata
+            from importlib.metadata import version
+
+            globals()[name] = value = version("better-auth-obo")
+            return value
         module = _HOME.get(name)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

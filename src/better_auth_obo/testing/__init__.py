@@ -66,9 +66,22 @@ if not TYPE_CHECKING:  # hidden from mypy, which would accept any name otherwise
     def __getattr__(name: str) -> Any:
         if name not in _HOME:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(_HOME[name], __name__), name)
+        try:
+            module = importlib.import_module(_HOME[name], __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name not in _EXTRA_MODULES:
+                raise
+            raise ImportError(
+                f"better_auth_obo.testing needs the testing extra ({exc.name} is missing): "
+                'pip install "better-auth-obo[testing]"'
+            ) from exc
+        value = getattr(module, name)
         globals()[name] = value
         return value
+
+
+#: What the ``testing`` extra installs (a missing one is named with the fix).
+_EXTRA_MODULES = frozenset({"starlette", "uvicorn", "trustme"})
 
 
 def __dir__() -> list[str]:
