@@ -112,3 +112,15 @@ def test_every_list_on_the_site_starts_after_a_blank_line() -> None:
             if starts_a_list and after_text and not item.match(before):
                 glued.append(f"{path.relative_to(ROOT)}:{number}")
     assert glued == []
+
+
+def test_the_reasons_listed_in_the_docs_are_the_reason_type() -> None:
+    import re
+    from pathlib import Path
+
+    from better_auth_obo._errors import REASONS
+
+    text = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    listed = text.split("<!-- reasons -->", 1)[1].split("<!-- /reasons -->", 1)[0]
+    named = set(re.findall(r"`([a-z_]+)`", listed)) - {"OBOClient"}
+    assert named == REASONS

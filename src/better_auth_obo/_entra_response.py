@@ -32,6 +32,7 @@ from ._errors import (
     EntraUnavailableError,
     InteractionRequiredError,
     InvalidAssertionError,
+    Reason,
 )
 from ._retry import MAX_RETRY_AFTER, parse_retry_after
 
@@ -80,7 +81,7 @@ _CONSENT_CODES = frozenset({65001})  # user or admin has not consented
 # MFA / Conditional Access / password: the user must act in an interactive sign-in.
 _INTERACTION_CODES = frozenset({50055, 50072, 50074, 50076, 50078, 50079, 50158})
 _INTERACTION_SUBERRORS = frozenset({"basic_action", "additional_action"})
-_CODE_REASONS: Mapping[int, str] = {
+_CODE_REASONS: Mapping[int, Reason] = {
     # The assertion (or refresh token) itself is unusable: expired, revoked, wrong
     # audience, bad signature, malformed, an ID token.
     **dict.fromkeys(
@@ -106,7 +107,7 @@ _CODE_REASONS: Mapping[int, str] = {
         (53003, 53000, 530003, 53001, 53004, 50131, 50053, 50057, 50105), "blocked_by_policy"
     ),
 }
-_ERROR_REASONS: Mapping[str, str] = {
+_ERROR_REASONS: Mapping[str, Reason] = {
     "interaction_required": "interaction_required",
     "consent_required": "consent_required",
     "invalid_client": "client_credential_invalid",
@@ -165,7 +166,9 @@ _CODE_HINTS: Mapping[int, str] = {
 }
 
 
-def classify(error: str, codes: tuple[int, ...], suberror: str | None, claims: str | None) -> str:
+def classify(
+    error: str, codes: tuple[int, ...], suberror: str | None, claims: str | None
+) -> Reason:
     """Map Entra's fields to a stable reason; see ``EntraError`` for the list."""
     if _CONSENT_CODES.intersection(codes) or "consent_required" in (suberror, error):
         return "consent_required"

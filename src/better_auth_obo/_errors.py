@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 __all__ = [
     "OBO_ERROR_CODES",
+    "REASONS",
     "AccountNotFoundError",
     "ConfigurationError",
     "ConsentRequiredError",
@@ -40,6 +41,7 @@ __all__ = [
     "KeyRetiredError",
     "OBOConfigurationWarning",
     "OBOError",
+    "Reason",
     "ReauthenticationRequiredError",
     "StorageUnavailableError",
     "UnknownApplicationError",
@@ -95,6 +97,39 @@ class OBOConfigurationWarning(UserWarning):
     """Issued at start-up for a configuration that will make OBO fail or misbehave."""
 
 
+#: Every ``extra["reason"]`` the library gives, in one place (docs/errors.md lists them; a test
+#: keeps the two equal). Verification of a token: ``signature`` ... ``scope``; Entra's answers:
+#: ``interaction_required`` ... ``rejected``; the user's stored token: ``no_refresh_token``,
+#: ``expired``, ``key_retired``; the rest: ``unavailable``, ``storage_unavailable``.
+Reason = Literal[
+    "assertion_invalid",
+    "signature",
+    "issuer",
+    "tenant",
+    "audience",
+    "subject",
+    "not_yet_valid",
+    "expired",
+    "malformed",
+    "graph_audience",
+    "id_token",
+    "app_only",
+    "scope",
+    "interaction_required",
+    "consent_required",
+    "client_credential_invalid",
+    "configuration",
+    "blocked_by_policy",
+    "invalid_response",
+    "rejected",
+    "no_refresh_token",
+    "key_retired",
+    "unavailable",
+    "storage_unavailable",
+]
+REASONS: frozenset[str] = frozenset(get_args(Reason))
+
+
 class OBOError(Exception):
     """Base of every error this library raises."""
 
@@ -141,7 +176,7 @@ class InvalidAssertionError(OBOError):
 
     code = "INVALID_ASSERTION"
 
-    def __init__(self, message: str | None = None, *, reason: str = "assertion_invalid") -> None:
+    def __init__(self, message: str | None = None, *, reason: Reason = "assertion_invalid") -> None:
         self.reason = reason
         super().__init__(message)
 
@@ -189,7 +224,7 @@ class EntraError(OBOError):
         suberror: str | None = None,
         claims: str | None = None,
         status_code: int | None = None,
-        reason: str = "rejected",
+        reason: Reason = "rejected",
     ) -> None:
         self.error = error
         self.error_description = error_description
@@ -244,7 +279,7 @@ class ReauthenticationRequiredError(OBOError):
         message: str | None = None,
         *,
         entra: EntraError | None = None,
-        reason: str = "no_refresh_token",
+        reason: Reason = "no_refresh_token",
     ) -> None:
         self.entra = entra
         self.reason = reason

@@ -57,6 +57,7 @@ from ._errors import (
     EntraUnavailableError,
     InvalidAssertionError,
     KeyRetiredError,
+    Reason,
     ReauthenticationRequiredError,
 )
 from ._retry import NO_RETRY, RetryPolicy
@@ -496,7 +497,7 @@ def _version(claims: AssertionClaims) -> int:
     raise _refused("issuer", "its ver claim is neither 1.0 nor 2.0 (not an Entra ID token)")
 
 
-def _refused(reason: str, why: str) -> InvalidAssertionError:
+def _refused(reason: Reason, why: str) -> InvalidAssertionError:
     return InvalidAssertionError(
         f"The user's stored Microsoft token was refused before any request to Entra ID: {why} "
         f"(check: {reason})",
