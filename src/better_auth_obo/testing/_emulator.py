@@ -79,6 +79,7 @@ class EntraEmulator:
         self._listen = (host, port, url_host, server_ca)
         self.faults = Faults()
         self._server: ServerThread | None = None
+        self._ssl_contexts: dict[int, tuple[ServerThread, ssl.SSLContext]] = {}
         self._issuer: TokenIssuer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -174,10 +175,17 @@ class EntraEmulator:
         return ca_file
 
     def ssl_context(self) -> ssl.SSLContext:
-        """An SSL context trusting the emulator, e.g. ``httpx.AsyncClient(verify=...)``."""
-        context = ssl.create_default_context()
-        self._running[0].configure_trust(context)
-        return context
+        """An SSL context trusting the emulator (and the system's CAs), e.g.
+        ``httpx.AsyncClient(verify=...)``. One per running server, shared by every caller
+        (loading the system's CAs costs ~40 ms a context): use it, don't modify it."""
+        server = self._running[0]
+        cached = self._ssl_contexts.get(id(server))
+        if cached is None or cached[0] is not server:
+            context = ssl.create_default_context()
+            server.configure_trust(context)
+            self._ssl_contexts = {id(server): (server, context)}
+            return context
+        return cached[1]
 
     def _segment(self, tenant: Tenant | str | None) -> str:
         return tenant.tenant_id if isinstance(tenant, Tenant) else (tenant or self.tenant_id)
