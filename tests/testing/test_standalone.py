@@ -230,6 +230,8 @@ def test_serves_real_clients_and_keeps_its_world_across_a_restart(
     out, _ = first.stop()
     assert first.app["client_secret"] in out  # printed on purpose
     assert first.summary["authority"] in out
+    # The form a Better Auth sign-in must request (api://... fails at refresh, AADSTS90009).
+    assert f"sign-in scopes {API}/access_as_user" in out
 
     second = start(tmp_path, *args)
     try:

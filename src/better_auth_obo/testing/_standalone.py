@@ -605,6 +605,7 @@ def _app_lines(app: dict[str, Any]) -> list[str]:
         f"  client id      {app['client_id']}",
         f"  client secret  {app['client_secret'] or '(public client: none)'}",
         f"  scopes         {', '.join(app['scopes']) or '(none)'}",
+        *_sign_in_scopes(app),
         f"  redirect URIs  {redirects}",
         f"  access tokens  v{app['access_token_version']}",
     ]
@@ -633,3 +634,13 @@ def _client_hints(summary: dict[str, Any]) -> list[str]:
         f"Better Auth    microsoft provider: client_id '{app['client_id']}', tenant_id "
         f"'{tenant}', authority '{authority}'",
     ]
+
+
+def _sign_in_scopes(app: dict[str, Any]) -> list[str]:
+    """The GUID form a Better Auth / MSAL sign-in for this app's own API should request:
+    the ``api://`` form fails at the refresh of the stored token (AADSTS90009)."""
+    names = [str(s).rsplit("/", 1)[-1] for s in app["scopes"]]
+    if not names:
+        return []
+    own = ", ".join(f"{app['client_id']}/{name}" for name in names)
+    return [f"  sign-in scopes {own}  (this app's own API: the GUID form)"]
