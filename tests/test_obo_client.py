@@ -299,3 +299,45 @@ async def test_one_token_has_one_spelling(api: Api) -> None:
             await api.client.exchange(assertion=variant, application_name="graph")
         assert info.value.reason == "malformed"
     assert api.exchanges() == 1
+
+
+async def test_a_managed_identity_as_the_apps_credential(
+    entra: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production without secrets: the app's client assertion is a managed identity's token
+    (App Service protocol, served by the emulator), no client secret anywhere."""
+    from better_auth_obo import ManagedIdentityAssertion
+
+    app = entra.register_app("middle-tier", scopes=["access_as_user"])
+    entra.grant_consent(app, GRAPH_USER_READ)
+    user = entra.add_user("Ada Lovelace", "ada@contoso.example")
+    identity = entra.add_managed_identity("middle-tier-identity")
+    register(identity.identity_header)
+    app.add_federated_credential(issuer=identity.issuer, subject=identity.subject)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", identity.identity_header)
+    # The emulator serves the identity endpoint with its own CA (Azure's is plain http on
+    # localhost): a client that trusts it, with no proxy from the environment.
+    mi_http = httpx.AsyncClient(verify=entra.ssl_context(), trust_env=False)
+    http = httpx.AsyncClient(verify=entra.ssl_context())
+    credential = ManagedIdentityAssertion(client_id=identity.client_id, http_client=mi_http)
+    client = OBOClient(
+        client_id=app.client_id,
+        tenant_id=entra.tenant_id,
+        authority=entra.authority,
+        credentials=[credential],
+        applications={"graph": {"scope": [GRAPH_USER_READ]}},
+        http_client=http,
+    )
+    async with mi_http, http, client:
+        inbound = entra.issue_token(user, audience=app, scopes=["access_as_user"])
+        register(inbound)
+        token = await client.exchange(assertion=inbound, application_name="graph")
+        other = entra.issue_token(user, audience=app, scopes=["access_as_user"], lifetime=3000)
+        register(other)
+        await client.exchange(assertion=other, application_name="graph")
+    claims = jwt.decode(token.access_token, options={"verify_signature": False})
+    assert claims["oid"] == user.oid and claims["aud"] == "https://graph.microsoft.com"
+    requests = [r for r in entra.token_requests if r.grant_type == OBO_GRANT]
+    assert [r.error_code for r in requests] == [None, None]
+    assert {r.auth_method for r in requests} == {"private_key_jwt"}  # no secret was sent
