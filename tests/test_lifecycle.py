@@ -183,3 +183,29 @@ async def test_revoke_obo_tokens(world: dict[str, Any]) -> None:
     assert len(wire.exchanges) == exchanges + 1
     assert await plugin.revoke_obo_tokens(user["id"]) == 2
     assert await rows(auth, user["id"]) == ["credential", "microsoft"]
+
+
+async def test_the_store_lists_a_users_cached_tokens_and_their_binding(make_auth: MakeAuth) -> None:
+    """OBOStore.list: what the doctor and the demo show, from one read."""
+    from tests._fakes import WireEntra, provider, seed_user
+
+    from better_auth_obo._store import OBOStore
+
+    wire = WireEntra()
+    plugin = OBOPlugin(
+        applications={"a": {"scope": ["api://x/A.Read"]}, "b": {"scope": ["api://y/B.Read"]}}
+    )
+    auth = await make_auth(
+        social_providers={"microsoft": provider()}, plugins=[plugin], http_client=wire.client()
+    )
+    user = await seed_user(auth)
+    for application in ("b", "a"):
+        await plugin.get_obo_token(user_id=user["id"], application_name=application)
+    await plugin.revoke_obo_tokens(user["id"], "b")  # leaves a generation row, not a token
+    await plugin.get_obo_token(user_id=user["id"], application_name="b")
+    listed = await OBOStore(auth).list(user["id"])
+    assert [t.application for t in listed] == ["a", "b"]
+    assert all(t.bound_to_current and t.access_token for t in listed)
+    assert listed[0].scopes == ("api://x/A.Read",)
+    assert listed[0].access_token not in repr(listed[0])
+    assert await OBOStore(auth).list("someone-else") == []

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from ._assertion import check_assertion, fingerprint, read_claims
 from ._doctor_report import CachedSummary, Finding, Report, TokenSummary
 from ._errors import InvalidAssertionError
-from ._store import OBO_PROVIDER_PREFIX, OBOStore, as_utc, is_cached_token_row
+from ._store import OBOStore
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -175,24 +175,20 @@ def _lifetime_finding(remaining: float | None, has_refresh_token: bool) -> Findi
 async def _cached(
     auth: BetterAuth, store: OBOStore, user_id: str, current: str
 ) -> list[CachedSummary]:
-    from better_auth.adapters.base import Where
-
-    rows = await auth.adapter.find_many("account", [Where("userId", user_id)])
     summaries = []
-    ours = [r for r in rows if r.get("userId") == user_id and is_cached_token_row(r)]
-    for row in sorted(ours, key=lambda r: str(r["providerId"])):
+    for listed in await store.list(user_id):
         try:
-            audience = read_claims(store.decrypt(row.get("accessToken")) or "").aud
+            audience = read_claims(listed.access_token).aud
         except InvalidAssertionError:
             audience = None
-        expires = as_utc(row.get("accessTokenExpiresAt"))
+        expires = listed.expires_at
         summaries.append(
             CachedSummary(
-                application=str(row["providerId"])[len(OBO_PROVIDER_PREFIX) :],
+                application=listed.application,
                 audience=audience,
-                scopes=tuple(s for s in str(row.get("scope") or "").split(",") if s),
+                scopes=listed.scopes,
                 expires_at=_iso(expires.timestamp() if expires else None),
-                bound_to_current_sign_in=row.get("accountId") == current,
+                bound_to_current_sign_in=listed.bound_to == current,
             )
         )
     return summaries

@@ -31,12 +31,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from better_auth.adapters.base import Where
 from better_auth.crypto import is_likely_encrypted, symmetric_decrypt, symmetric_encrypt
+
+from ._assertion import fingerprint
 
 if TYPE_CHECKING:
     from better_auth import BetterAuth
@@ -121,9 +123,27 @@ def is_obo_row(row: dict[str, Any]) -> bool:
     return isinstance(provider, str) and provider.startswith(OBO_PROVIDER_PREFIX)
 
 
+def application_of(row: dict[str, Any]) -> str:
+    """The application a cached row is for (its providerId after ``microsoft:``)."""
+    return str(row.get("providerId") or "")[len(OBO_PROVIDER_PREFIX) :]
+
+
 def is_cached_token_row(row: dict[str, Any]) -> bool:
     """True for a cached OBO token row (providerId ``microsoft:<application>``)."""
     return is_obo_row(row) and row.get("providerId") != GENERATION_PROVIDER_ID
+
+
+@dataclass(frozen=True, slots=True)
+class ListedToken:
+    """One cached OBO token as ``OBOStore.list`` shows it (the token never in the repr)."""
+
+    application: str
+    access_token: str = field(repr=False)
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    #: Fingerprint of the Microsoft token it was minted from.
+    bound_to: str
+    bound_to_current: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +240,27 @@ class OBOStore:
             elif is_obo_row(row):
                 cached[str(row["providerId"])] = row
         return UserRows(newest, generations, cached)
+
+    async def list(self, user_id: str) -> list[ListedToken]:
+        """The user's cached OBO tokens (one read), by application, each with whether it is
+        bound to their current Microsoft sign-in: what the doctor and the demo show."""
+        rows = await self.user_rows(user_id)
+        stored = self.decrypt((rows.microsoft or {}).get("accessToken")) or ""
+        current = fingerprint(stored) if stored else ""
+        listed = []
+        for _, row in sorted(rows.cached.items()):
+            bound = str(row.get("accountId") or "")
+            listed.append(
+                ListedToken(
+                    application=application_of(row),
+                    access_token=self.decrypt(row.get("accessToken")) or "",
+                    scopes=tuple(s for s in str(row.get("scope") or "").split(",") if s),
+                    expires_at=as_utc(row.get("accessTokenExpiresAt")),
+                    bound_to=bound,
+                    bound_to_current=bool(current) and bound == current,
+                )
+            )
+        return listed
 
     async def microsoft_account(self, user_id: str) -> dict[str, Any] | None:
         """The user's Microsoft account row holding an access token, newest first."""

@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from better_auth_obo import claims_challenge, sign_in_again
 from better_auth_obo._assertion import fingerprint
+from better_auth_obo._store import application_of, is_cached_token_row
 from better_auth_obo.testing._tokens import performed_mfa
 
 from ._events import Served, TokenLog
@@ -155,7 +156,9 @@ class _Pages:
         user_id = str(user["id"])
         rows, current = await self._rows(user_id)
         earlier = {
-            _application(r) for r in rows if _is_obo_row(r) and r.get("accountId") != current
+            application_of(r)
+            for r in rows
+            if is_cached_token_row(r) and r.get("accountId") != current
         }
         served: dict[str, Served] = {}
         profile: dict[str, Any] | None = None
@@ -220,11 +223,11 @@ class _Pages:
         now = time.time()
         cached = []
         for row in rows:
-            if not _is_obo_row(row):
+            if not is_cached_token_row(row):
                 continue
             token = str(row["accessToken"])
             claims = _claims(token)
-            application = _application(row)
+            application = application_of(row)
             use = served.get(application)
             exchange = self.log.exchange_of(token)
             bound = str(row.get("accountId") or "")
@@ -428,15 +431,6 @@ def _copy_cookies(headers: list[tuple[str, str]], response: Response) -> None:
     for name, value in headers:
         if name.lower() == "set-cookie":
             response.headers.append("set-cookie", value)
-
-
-def _is_obo_row(row: dict[str, Any]) -> bool:
-    provider = str(row.get("providerId") or "")
-    return provider.startswith("microsoft:") and not provider.startswith("microsoft:~")
-
-
-def _application(row: dict[str, Any]) -> str:
-    return str(row.get("providerId") or "").split(":", 1)[-1]
 
 
 def _claims(token: str) -> dict[str, Any]:
