@@ -25,7 +25,13 @@ import httpx
 from ._assertion import fingerprint
 from ._cache import FlightClosed, SingleFlight, TokenCache
 from ._claims import capabilities_option, merge_claims, normalize_claims
-from ._config import OBOApplication, app_id_uris_option, normalize_applications, seconds_option
+from ._config import (
+    OBOApplication,
+    app_id_uris_option,
+    normalize_applications,
+    seconds_option,
+    unknown_application,
+)
 from ._credentials import Credential, labelled_credentials
 from ._engine import ExchangeEngine
 from ._entra import ClientAuthenticator
@@ -33,7 +39,6 @@ from ._errors import (
     InvalidAssertionError,
     KeyRetiredError,
     ReauthenticationRequiredError,
-    UnknownApplicationError,
 )
 from ._provider import DEFAULT_AUTHORITY
 from ._retry import RetryPolicy
@@ -261,7 +266,7 @@ class OBOClient:
                     raise _missing_scopes(required - hit.scopes)
                 return hit.token
         if application_name not in self.applications:
-            raise _unknown_application(application_name, self.applications)
+            raise unknown_application(application_name, self.applications)
         if not isinstance(force_refresh, bool):
             raise TypeError("force_refresh must be True or False")
         if self._closed:
@@ -392,11 +397,4 @@ def _missing_scopes(missing: frozenset[str]) -> InvalidAssertionError:
         f"The inbound token lacks the scope(s) {sorted(missing)} this API requires; "
         "the client must request them",
         reason="scope",
-    )
-
-
-def _unknown_application(name: object, applications: Mapping[str, object]) -> Exception:
-    known = ", ".join(repr(n) for n in applications)
-    return UnknownApplicationError(
-        f"Unknown OBO application {str(name)[:64]!r}; configured applications: {known}"
     )

@@ -8,9 +8,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import OBO_ERROR_CODES
+from ._errors import OBO_ERROR_CODES, UnknownApplicationError
 
-__all__ = ["OBOApplication", "app_id_uris_option", "normalize_applications", "seconds_option"]
+__all__ = [
+    "OBOApplication",
+    "app_id_uris_option",
+    "normalize_applications",
+    "seconds_option",
+    "unknown_application",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -50,6 +56,14 @@ class OBOApplication:
         if not scopes:
             raise ValueError(OBO_ERROR_CODES["MISSING_APPLICATION_SCOPE"].message)
         object.__setattr__(self, "scope", scopes)
+
+
+def unknown_application(name: object, applications: Iterable[str]) -> UnknownApplicationError:
+    """The error for an ``application_name`` that is not configured, naming those that are."""
+    known = ", ".join(repr(n) for n in applications)
+    return UnknownApplicationError(
+        f"Unknown OBO application {str(name)[:64]!r}; configured applications: {known}"
+    )
 
 
 def normalize_applications(applications: Any) -> Mapping[str, OBOApplication]:

@@ -18,14 +18,12 @@ import httpx
 
 from ._assertion import resource_of
 from ._claims import challenge_claims
+from ._entra import LOOPBACK_HOSTS
 
 if TYPE_CHECKING:
     from ._plugin import OBOPlugin
 
 __all__ = ["OBOAuth", "scope_resource"]
-
-#: Where a token may go over plain http, and always: this machine (the emulator, tests).
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def scope_resource(scope: str) -> str | None:

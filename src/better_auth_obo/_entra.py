@@ -60,6 +60,7 @@ __all__ = [
     "CLIENT_ASSERTION_TYPE_JWT",
     "GRANT_TYPE_JWT_BEARER",
     "GRANT_TYPE_REFRESH_TOKEN",
+    "LOOPBACK_HOSTS",
     "REQUESTED_TOKEN_USE_OBO",
     "ClientAuthenticator",
     "EntraClient",
@@ -76,7 +77,8 @@ REQUESTED_TOKEN_USE_OBO = "on_behalf_of"
 
 logger = logging.getLogger("better_auth_obo")
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+#: Hosts where a token may travel over plain http: this machine (the emulator, tests).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # grant -> (name in log lines, words in messages)
 _GRANTS = {
     GRANT_TYPE_JWT_BEARER: ("obo", "On-Behalf-Of exchange"),
@@ -435,7 +437,7 @@ def _check_endpoint(url: str) -> str:
         raise ValueError(f"token_endpoint {url!r} is not a valid URL") from exc
     if parsed.scheme == "https" and parsed.host:
         return url
-    if parsed.scheme == "http" and parsed.host in _LOOPBACK_HOSTS:
+    if parsed.scheme == "http" and parsed.host in LOOPBACK_HOSTS:
         return url  # a local emulator; credentials never leave the machine
     raise ValueError(
         f"token_endpoint {url!r} must be an https URL such as "

@@ -26,7 +26,13 @@ from ._assertion import application_scope_problems
 from ._background import DEFAULT_REFRESH_CONCURRENCY, BackgroundRefresh
 from ._cache import FlightClosed, SingleFlight, TokenCache
 from ._claims import capabilities_option, normalize_claims
-from ._config import OBOApplication, app_id_uris_option, normalize_applications, seconds_option
+from ._config import (
+    OBOApplication,
+    app_id_uris_option,
+    normalize_applications,
+    seconds_option,
+    unknown_application,
+)
 from ._credentials import (
     Credential,
     credential_expiry_warnings,
@@ -190,7 +196,6 @@ class OBOPlugin(Plugin):
         self._background: BackgroundRefresh[tuple[str, str]] = BackgroundRefresh(
             clock=clock, concurrency=refresh_concurrency, max_keys=cache_max_entries
         )
-        # One throttle memory for every token endpoint (keys are scoped per endpoint).
         self._closed = False
         self._lifecycle = Lifecycle(
             purge=self._purge_user, forget=self._l1.invalidate, deleted=self._user_deleted
@@ -573,10 +578,7 @@ class OBOPlugin(Plugin):
         return application
 
     def _unknown_application(self, name: object) -> UnknownApplicationError:
-        known = ", ".join(repr(n) for n in self.applications)
-        return UnknownApplicationError(
-            f"Unknown OBO application {str(name)[:64]!r}; configured applications: {known}"
-        )
+        return unknown_application(name, self.applications)
 
 
 async def _storage_failure(work: Awaitable[T]) -> T | StorageUnavailableError | None:
